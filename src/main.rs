@@ -1,0 +1,143 @@
+//! The `skillit` command line: parse, call the library, print. No logic lives here.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::builder::TypedValueParser;
+use clap::{Parser, Subcommand};
+use skillit::data::{GenerateRequest, SkillSelection, Split, TaskName};
+use skillit::synthetic::LegoGraph;
+
+/// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
+#[derive(Parser)]
+#[command(name = "skillit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write examples of a task to stdout, one per line (JSONL or plain text).
+    ///
+    /// LEGO: `Input: b = not y , r = val 1 , m = val b , q = val m , y = not r . Output: b = val 1`;
+    /// skill i asks the variable at depth i. Addition: `Input: A = 1 0 6 + 0 7 1 , A 0 = ? Output: 7`;
+    /// skill i asks digit i-1 of the sum (from the ones digit). The train split is the training
+    /// stream of run seed --seed: no repeats within a skill, never a validation example (100 per
+    /// skill are held out). The val split is the fixed validation set (seed 42 for LEGO, 420 for
+    /// addition, unless --seed is given).
+    Generate {
+        /// The task.
+        #[arg(long, value_enum)]
+        task: TaskName,
+        /// Variables (LEGO, 2..=26, default 5) or digits (addition, 1..=18, default 3).
+        #[arg(long)]
+        k: Option<usize>,
+        /// LEGO's dependency graph: chain (default), tree (k = 4 only) or disconnected.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["chain", "tree", "disconnected"])
+            .try_map(|s| s.parse::<LegoGraph>()))]
+        graph: Option<LegoGraph>,
+        /// One skill id (1..=k) or `all` (then --n examples of each skill).
+        #[arg(long, default_value = "all")]
+        skill: SkillSelection,
+        /// The training stream or the fixed validation set.
+        #[arg(long, value_enum, default_value = "train")]
+        split: Split,
+        /// Examples per skill.
+        #[arg(long, default_value_t = 10)]
+        n: usize,
+        /// Run seed (train, default 0) or validation seed (val, default 42 / 420).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// One JSON object per line: task, params, split, seed, skill, text, prompt, answer, tokens,
+    /// answer_pos.
+    Jsonl,
+    /// The text of each example, one per line.
+    Text,
+}
+
+/// Status for bad input (flags, files): the user can fix it.
+const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`skillit generate ... | head`) is the reader's choice, not a failure.
+        Err(skillit::Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_bad_input() { BAD_INPUT } else { 1 })
+        }
+    }
+}
+
+/// Help and version go out as clap writes them; a usage error becomes one line and exit status 2.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!("{line}");
+    ExitCode::from(BAD_INPUT)
+}
+
+fn run(cli: Cli) -> skillit::Result<()> {
+    match cli.command {
+        Command::Generate {
+            task,
+            k,
+            graph,
+            skill,
+            split,
+            n,
+            seed,
+            format,
+        } => {
+            let generation = GenerateRequest {
+                task,
+                k,
+                graph,
+                skill,
+                split,
+                n,
+                seed,
+            }
+            .plan()?;
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::new(stdout.lock());
+            generation.run(|record| {
+                match format {
+                    Format::Jsonl => serde_json::to_writer(&mut out, record)?,
+                    Format::Text => out.write_all(record.text.as_bytes())?,
+                }
+                out.write_all(b"\n")
+            })?;
+            out.flush().map_err(|source| skillit::Error::Io {
+                path: "<stdout>".into(),
+                source,
+            })
+        }
+    }
+}

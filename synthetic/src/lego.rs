@@ -1,0 +1,326 @@
+//! LEGO (Zhang et al. 2022, as used by Skill-it!; SPEC §2).
+//!
+//! An example with k = 5 on the default chain graph:
+//!
+//! ```text
+//! Input: b = not y , r = val 1 , m = val b , q = val m , y = not r . Output: b = val 1
+//! ```
+//!
+//! Variable *v* (0-based node of the graph) is named by letter *v* of a random permutation of the
+//! alphabet and holds an independent fair bit. A root's clause states its bit literally (`r = val 1`);
+//! every other variable's clause relates it to its parent (`y = not r`: the opposite bit,
+//! `m = val b`: the same bit). The k clauses appear in a uniformly random order. Skill *i* queries
+//! variable *i* (node i − 1), which on the chain is the variable at depth *i*.
+//!
+//! Sequence layout (5k + 6 tokens; 31 for k = 5): `Input:`, k clauses of 4 words separated by `,`,
+//! `.`, `Output:`, the queried name, `=`, `val`, and the answer bit as the last token.
+
+use rand::seq::SliceRandom;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Example, Skill, Task, TaskRng, Vocab};
+
+/// The LEGO vocabulary (36 tokens). Letters a..z have ids 10..=35.
+pub static VOCAB: &Vocab = &Vocab::new(
+    "lego",
+    &[
+        "<pad>", "Input:", "Output:", "=", "val", "not", ",", ".", "0", "1", "a", "b", "c", "d",
+        "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v",
+        "w", "x", "y", "z",
+    ],
+);
+
+const INPUT: u32 = 1;
+const OUTPUT: u32 = 2;
+const EQ: u32 = 3;
+const VAL: u32 = 4;
+const NOT: u32 = 5;
+const COMMA: u32 = 6;
+const DOT: u32 = 7;
+const BIT0: u32 = 8;
+const LETTER_A: u32 = 10;
+
+/// The default number of variables (the paper's k).
+pub const DEFAULT_K: usize = 5;
+/// The smallest and largest k: a chain needs two variables, and names are single letters.
+pub const MIN_K: usize = 2;
+pub const MAX_K: usize = 26;
+
+/// The dependency graph between a LEGO example's variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegoGraph {
+    /// A path 1 → 2 → … → k (the paper's graph).
+    #[default]
+    Chain,
+    /// The binary tree of the authors' code (`networkx.full_rary_tree(2, 4)`): 1 → 2, 1 → 3, 2 → 4.
+    /// Only for k = 4.
+    Tree,
+    /// The authors' `disconnected` graph: the variables split into two halves (numpy `array_split`:
+    /// the first half takes the odd one), each half's first variable is a root with a literal bit and
+    /// every other variable of that half refers to its half's root. (The authors' code adds edges
+    /// i → j for all i < j within a half and takes each variable's first in-edge as its parent, which
+    /// is the half's root: two stars, although the code's comment says "two path graphs".)
+    Disconnected,
+}
+
+impl LegoGraph {
+    pub const ALL: [LegoGraph; 3] = [LegoGraph::Chain, LegoGraph::Tree, LegoGraph::Disconnected];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegoGraph::Chain => "chain",
+            LegoGraph::Tree => "tree",
+            LegoGraph::Disconnected => "disconnected",
+        }
+    }
+}
+
+impl std::fmt::Display for LegoGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LegoGraph {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        LegoGraph::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| Error::InvalidParameter {
+                task: "lego",
+                field: "graph",
+                value: s.to_string(),
+                allowed: "one of chain, tree, disconnected".to_string(),
+            })
+    }
+}
+
+/// The LEGO task with k variables on a dependency graph.
+#[derive(Debug, Clone)]
+pub struct Lego {
+    k: usize,
+    graph: LegoGraph,
+    /// The parent of each variable (0-based), `None` for a root.
+    parent: Vec<Option<usize>>,
+    /// The depth of each variable: 1 for a root.
+    depth: Vec<usize>,
+}
+
+impl Lego {
+    /// A LEGO task with `k` variables (2..=26) on `graph` (the tree needs k = 4).
+    pub fn new(k: usize, graph: LegoGraph) -> Result<Self, Error> {
+        if !(MIN_K..=MAX_K).contains(&k) {
+            return Err(Error::InvalidParameter {
+                task: "lego",
+                field: "k",
+                value: k.to_string(),
+                allowed: format!("k must be in {MIN_K}..={MAX_K}"),
+            });
+        }
+        let parent: Vec<Option<usize>> = match graph {
+            LegoGraph::Chain => (0..k).map(|v| v.checked_sub(1)).collect(),
+            LegoGraph::Tree => {
+                if k != 4 {
+                    return Err(Error::InvalidParameter {
+                        task: "lego",
+                        field: "k",
+                        value: k.to_string(),
+                        allowed: "the tree graph needs k = 4".to_string(),
+                    });
+                }
+                vec![None, Some(0), Some(0), Some(1)]
+            }
+            LegoGraph::Disconnected => {
+                let second = k.div_ceil(2);
+                (0..k)
+                    .map(|v| match v {
+                        0 => None,
+                        v if v < second => Some(0),
+                        v if v == second => None,
+                        _ => Some(second),
+                    })
+                    .collect()
+            }
+        };
+        let mut depth = vec![0; k];
+        for v in 0..k {
+            // Parents always precede their children, so their depth is known.
+            depth[v] = parent[v].map_or(1, |p| depth[p] + 1);
+        }
+        Ok(Self {
+            k,
+            graph,
+            parent,
+            depth,
+        })
+    }
+
+    /// The number of variables.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The dependency graph.
+    pub fn graph(&self) -> LegoGraph {
+        self.graph
+    }
+
+    /// The depth in the graph of the variable that skill `skill` (1-based) queries; 1 = a root.
+    pub fn depth(&self, skill: usize) -> usize {
+        self.depth[skill - 1]
+    }
+
+    /// The parent (1-based) of skill `skill`'s variable, `None` for a root.
+    pub fn parent(&self, skill: usize) -> Option<usize> {
+        self.parent[skill - 1].map(|p| p + 1)
+    }
+
+    /// Automorphisms of the graph that fix `fixed`: how many (names, bits, clause order) draws give
+    /// the same text. Only the disconnected graph has interchangeable variables (a half's leaves).
+    fn symmetries(&self, fixed: usize) -> u128 {
+        let mut total: u128 = 1;
+        for root in (0..self.k).filter(|&v| self.parent[v].is_none()) {
+            let leaves = (0..self.k)
+                .filter(|&v| v != fixed && self.parent[v] == Some(root))
+                .filter(|&v| (0..self.k).all(|c| self.parent[c] != Some(v)))
+                .count() as u128;
+            total *= (1..=leaves).product::<u128>();
+        }
+        total
+    }
+}
+
+impl Task for Lego {
+    fn name(&self) -> &'static str {
+        "lego"
+    }
+
+    fn num_skills(&self) -> usize {
+        self.k
+    }
+
+    fn skills(&self) -> Vec<Skill> {
+        (1..=self.k)
+            .map(|id| Skill {
+                id,
+                name: format!("s{id} (depth {})", self.depth(id)),
+            })
+            .collect()
+    }
+
+    fn vocab(&self) -> &'static Vocab {
+        VOCAB
+    }
+
+    fn seq_len(&self) -> usize {
+        5 * self.k + 6
+    }
+
+    fn default_val_seed(&self) -> u64 {
+        42
+    }
+
+    fn example(&self, skill: usize, rng: &mut TaskRng) -> Example {
+        let k = self.k;
+        let queried = skill - 1;
+        // Names: the first k letters of a random permutation of the alphabet.
+        let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
+        let (names, _) = letters.partial_shuffle(rng, k);
+        let name = |v: usize| LETTER_A + names[v] as u32;
+        // One independent fair bit per variable (bit v of one 32-bit draw; k <= 26).
+        let bits = rng.next_u32();
+        let bit = |v: usize| (bits >> v) & 1;
+        // Clause order: a uniform permutation.
+        let mut order: [u8; 26] = std::array::from_fn(|i| i as u8);
+        order[..k].shuffle(rng);
+
+        let mut tokens = Vec::with_capacity(self.seq_len());
+        tokens.push(INPUT);
+        for (n, &v) in order[..k].iter().enumerate() {
+            let v = v as usize;
+            if n > 0 {
+                tokens.push(COMMA);
+            }
+            tokens.push(name(v));
+            tokens.push(EQ);
+            match self.parent[v] {
+                None => tokens.extend([VAL, BIT0 + bit(v)]),
+                Some(p) => {
+                    let relation = if bit(v) == bit(p) { VAL } else { NOT };
+                    tokens.extend([relation, name(p)]);
+                }
+            }
+        }
+        tokens.extend([DOT, OUTPUT, name(queried), EQ, VAL, BIT0 + bit(queried)]);
+        debug_assert_eq!(tokens.len(), self.seq_len());
+        Example {
+            skill,
+            answer_pos: tokens.len() - 1,
+            tokens,
+        }
+    }
+
+    fn capacity(&self, skill: usize) -> u128 {
+        // Ordered names P(26, k), 2^k bits and k! clause orders, each text reached by as many draws
+        // as the graph has symmetries fixing the queried variable.
+        let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
+        let orders = (1..=self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(i));
+        let draws = names.saturating_mul(1u128 << self.k).saturating_mul(orders);
+        if draws == u128::MAX {
+            draws
+        } else {
+            draws / self.symmetries(skill - 1)
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("lego k={} graph={}", self.k, self.graph)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn graphs_have_the_authors_shape() {
+        let chain = Lego::new(5, LegoGraph::Chain).unwrap();
+        assert_eq!(
+            (1..=5).map(|s| chain.depth(s)).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let tree = Lego::new(4, LegoGraph::Tree).unwrap();
+        assert_eq!(
+            (1..=4).map(|s| tree.parent(s)).collect::<Vec<_>>(),
+            [None, Some(1), Some(1), Some(2)]
+        );
+        // numpy.array_split(arange(5), 2) = [0 1 2], [3 4]
+        let dis = Lego::new(5, LegoGraph::Disconnected).unwrap();
+        assert_eq!(
+            (1..=5).map(|s| dis.parent(s)).collect::<Vec<_>>(),
+            [None, Some(1), Some(1), None, Some(4)]
+        );
+        assert!(Lego::new(5, LegoGraph::Tree).is_err());
+        assert!(Lego::new(1, LegoGraph::Chain).is_err());
+        assert!(Lego::new(27, LegoGraph::Chain).is_err());
+    }
+
+    #[test]
+    fn capacity_counts_distinct_texts() {
+        // k = 2 chain: 26·25 names × 4 bit pairs × 2 clause orders.
+        let lego = Lego::new(2, LegoGraph::Chain).unwrap();
+        assert_eq!(lego.capacity(1), 26 * 25 * 4 * 2);
+        // k = 5 disconnected: leaves of root 1 are variables 2 and 3, interchangeable unless queried.
+        let dis = Lego::new(5, LegoGraph::Disconnected).unwrap();
+        let draws: u128 = 26 * 25 * 24 * 23 * 22 * 32 * 120;
+        assert_eq!(dis.capacity(1), draws / 2);
+        assert_eq!(dis.capacity(2), draws);
+        assert_eq!(
+            Lego::new(26, LegoGraph::Chain).unwrap().capacity(1),
+            u128::MAX
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! # skillit-synthetic
+//!
+//! The two synthetic tasks of *Skill-it!* (Chen et al., NeurIPS 2023), as pure-Rust generators that
+//! give the same examples on every platform from a seed:
+//!
+//! - [`Lego`]: chains of variable assignments; skill *i* asks the value of the variable at depth *i*
+//!   (SPEC §2).
+//! - [`Addition`]: *k*-digit addition; skill *i* asks the *i*-th digit of the sum from the ones digit
+//!   (SPEC §3).
+//!
+//! Every example is a sequence of word-level tokens from the task's fixed [`Vocab`]; the answer is one
+//! token. [`ValidationSet`] and [`TrainStream`] build the datasets: fixed validation sets, and per-skill
+//! training streams that never repeat an example and never yield a validation example.
+//!
+//! Randomness comes only from ChaCha8 streams derived from (seed, purpose, skill) by [`stream_rng`], so
+//! the examples do not depend on thread count, request order across skills, or platform.
+
+mod addition;
+mod dataset;
+mod lego;
+mod vocab;
+
+pub use addition::Addition;
+pub use dataset::{stream_rng, Purpose, TrainStream, ValidationSet};
+pub use lego::{Lego, LegoGraph};
+pub use vocab::{Vocab, PAD};
+
+use serde::{Deserialize, Serialize};
+
+/// The random number generator every generator draws from (ChaCha8: fast, portable, seekable).
+pub type TaskRng = rand_chacha::ChaCha8Rng;
+
+/// Errors of task construction and dataset generation.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Error {
+    /// A task parameter is outside what the task allows.
+    #[error("{field} = {value} is not allowed for {task}: {allowed}")]
+    InvalidParameter {
+        task: &'static str,
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    /// A skill id outside 1..=k.
+    #[error("skill {skill} does not exist in {task}: skills are 1..={k}")]
+    UnknownSkill {
+        task: &'static str,
+        skill: usize,
+        k: usize,
+    },
+    /// Every distinct example of a skill has been used (training stream plus validation set).
+    #[error("{task} skill {skill} has only {capacity} distinct examples")]
+    Exhausted {
+        task: String,
+        skill: usize,
+        capacity: u128,
+    },
+    /// Text with a word outside the vocabulary.
+    #[error("'{word}' is not a word of the {vocab} vocabulary")]
+    UnknownWord { vocab: &'static str, word: String },
+}
+
+/// One skill of a task. Ids are 1-based, as in the paper (s1..sk).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skill {
+    pub id: usize,
+    pub name: String,
+}
+
+/// One generated example: a fixed-length token sequence whose answer is one token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Example {
+    /// The skill this example exercises (1-based).
+    pub skill: usize,
+    /// The whole sequence, answer included, as ids of the task's vocabulary.
+    pub tokens: Vec<u32>,
+    /// The index of the answer token in `tokens`. The model predicts it from position
+    /// `answer_pos - 1`; the prompt is `tokens[..answer_pos]`.
+    pub answer_pos: usize,
+}
+
+impl Example {
+    /// The answer's token id.
+    pub fn answer_token(&self) -> u32 {
+        self.tokens[self.answer_pos]
+    }
+
+    /// The tokens before the answer.
+    pub fn prompt_tokens(&self) -> &[u32] {
+        &self.tokens[..self.answer_pos]
+    }
+
+    /// The whole text, `prompt + " " + answer` (plus anything after the answer, for tasks that have it).
+    pub fn text(&self, vocab: &Vocab) -> String {
+        vocab.decode(&self.tokens)
+    }
+
+    /// The text cut just before the answer.
+    pub fn prompt(&self, vocab: &Vocab) -> String {
+        vocab.decode(self.prompt_tokens())
+    }
+
+    /// The answer as text.
+    pub fn answer(&self, vocab: &Vocab) -> &'static str {
+        vocab.word(self.answer_token())
+    }
+}
+
+/// A skill-structured synthetic task.
+pub trait Task: Send + Sync {
+    /// The task's name (`lego`, `addition`).
+    fn name(&self) -> &'static str;
+
+    /// The number of skills k; skill ids are 1..=k.
+    fn num_skills(&self) -> usize;
+
+    /// The skills, in id order.
+    fn skills(&self) -> Vec<Skill>;
+
+    /// The task's fixed vocabulary.
+    fn vocab(&self) -> &'static Vocab;
+
+    /// The length in tokens of every example of this task (they are all the same length).
+    fn seq_len(&self) -> usize;
+
+    /// The seed of the fixed validation sets (SPEC: 42 for LEGO, 420 for addition).
+    fn default_val_seed(&self) -> u64;
+
+    /// Draws one example of `skill` (1-based) from `rng`. `skill` must be in 1..=k.
+    fn example(&self, skill: usize, rng: &mut TaskRng) -> Example;
+
+    /// How many distinct examples `skill` has (saturating at `u128::MAX`): a training stream plus
+    /// validation set can hold at most this many.
+    fn capacity(&self, skill: usize) -> u128;
+
+    /// A short description of the task's parameters, e.g. `lego k=5 graph=chain`.
+    fn describe(&self) -> String;
+
+    /// Checks that `skill` is a skill id of this task.
+    fn check_skill(&self, skill: usize) -> Result<(), Error> {
+        if skill == 0 || skill > self.num_skills() {
+            Err(Error::UnknownSkill {
+                task: self.name(),
+                skill,
+                k: self.num_skills(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A task and its parameters, as written in config files (`{ name = "lego", k = 5, graph = "chain" }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskSpec {
+    Lego {
+        #[serde(default = "default_lego_k")]
+        k: usize,
+        #[serde(default)]
+        graph: LegoGraph,
+    },
+    Addition {
+        #[serde(default = "default_addition_k")]
+        k: usize,
+    },
+}
+
+fn default_lego_k() -> usize {
+    lego::DEFAULT_K
+}
+
+fn default_addition_k() -> usize {
+    addition::DEFAULT_K
+}
+
+impl TaskSpec {
+    /// Builds the task, checking its parameters.
+    pub fn build(&self) -> Result<Box<dyn Task>, Error> {
+        Ok(match *self {
+            TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
+            TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
+        })
+    }
+}
