@@ -13,7 +13,7 @@
 
 use rand::Rng;
 
-use crate::{Error, Example, Skill, Task, TaskRng, Vocab};
+use crate::{Error, Example, Task, TaskRng, Vocab};
 
 /// The addition vocabulary (26 tokens): digits 0..9 have ids 8..=17, and the digit indices 10..17
 /// that only k > 10 asks about are words of their own (ids 18..=25).
@@ -84,13 +84,8 @@ impl Task for Addition {
         self.k
     }
 
-    fn skills(&self) -> Vec<Skill> {
-        (1..=self.k)
-            .map(|id| Skill {
-                id,
-                name: format!("s{id} (digit {} of the sum)", id - 1),
-            })
-            .collect()
+    fn skill_name(&self, id: usize) -> String {
+        format!("s{id} (digit {} of the sum)", id - 1)
     }
 
     fn vocab(&self) -> &'static Vocab {

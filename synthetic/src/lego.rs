@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Example, Skill, Task, TaskRng, Vocab};
+use crate::{Error, Example, Task, TaskRng, Vocab};
 
 /// The LEGO vocabulary (36 tokens). Letters a..z have ids 10..=35.
 pub static VOCAB: &Vocab = &Vocab::new(
@@ -202,13 +202,8 @@ impl Task for Lego {
         self.k
     }
 
-    fn skills(&self) -> Vec<Skill> {
-        (1..=self.k)
-            .map(|id| Skill {
-                id,
-                name: format!("s{id} (depth {})", self.depth(id)),
-            })
-            .collect()
+    fn skill_name(&self, id: usize) -> String {
+        format!("s{id} (depth {})", self.depth(id))
     }
 
     fn vocab(&self) -> &'static Vocab {

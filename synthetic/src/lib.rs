@@ -114,8 +114,18 @@ pub trait Task: Send + Sync {
     /// The number of skills k; skill ids are 1..=k.
     fn num_skills(&self) -> usize;
 
+    /// The name of skill `id` (1-based), e.g. `s3 (depth 3)`.
+    fn skill_name(&self, id: usize) -> String;
+
     /// The skills, in id order.
-    fn skills(&self) -> Vec<Skill>;
+    fn skills(&self) -> Vec<Skill> {
+        (1..=self.num_skills())
+            .map(|id| Skill {
+                id,
+                name: self.skill_name(id),
+            })
+            .collect()
+    }
 
     /// The task's fixed vocabulary.
     fn vocab(&self) -> &'static Vocab;
