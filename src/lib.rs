@@ -12,3 +12,6 @@ pub mod error;
 
 pub use error::{Error, Result};
 pub use skillit_synthetic as synthetic;
+pub mod report;
+pub mod results;
+pub mod stats;

@@ -1,11 +1,15 @@
 //! The `skillit` command line: parse, call the library, print. No logic lives here.
 
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
 use skillit::data::{GenerateRequest, SkillSelection, Split, TaskName};
+use skillit::report::{build_report, render_comparisons, write_report, Format as CompareFormat};
+use skillit::results::read_metrics;
+use skillit::stats::{compare, CompareOptions, Metric};
 use skillit::synthetic::LegoGraph;
 
 /// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
@@ -52,6 +56,53 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
+    },
+    /// Compare methods across seeds: mean, 95% interval, tests against a baseline, IQM, sample
+    /// efficiency.
+    ///
+    /// Reads DIR/metrics.csv. Per method (methods with other params are other rows:
+    /// `method[params]`), the per-seed value of the metric is its mean over skills (or --skill I)
+    /// at each run's last step (or --step S). Then: n, mean, sd, 95% t-interval; against the
+    /// baseline (default: stratified, where present): Welch's t-test, the paired t-test over the
+    /// seeds both have, Holm's correction of the Welch p-values, and the probability of improvement
+    /// (Mann-Whitney U / n·m); the IQM with a stratified-bootstrap 95% interval (fixed seed); the
+    /// normalised area under the metric-vs-step curve; and with --threshold X, the steps to reach X
+    /// (≥ for accuracy, ≤ for loss; seeds that never reach it are counted, not averaged).
+    Compare {
+        /// A results folder (holding metrics.csv) or a metrics.csv file.
+        dir: PathBuf,
+        /// The metric to compare.
+        #[arg(long, value_enum, default_value = "accuracy")]
+        metric: Metric,
+        /// The method to test the others against (a method name or a `method[params]` label).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// The evaluation step to compare at (default: each run's last step).
+        #[arg(long)]
+        step: Option<u64>,
+        /// One skill (1-based) instead of the mean over skills.
+        #[arg(long)]
+        skill: Option<usize>,
+        /// The level of the metric whose steps-to-reach to report.
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: CompareFormat,
+    },
+    /// Write a Markdown report of a results folder with SVG figures.
+    ///
+    /// Comparison tables at the last and the halfway step, loss at the last step, steps to
+    /// accuracy 0.95 and to loss 0.01 (per skill too), and figures: per-skill accuracy and loss
+    /// curves (mean over seeds, 95% band, one colour per method), the mixture weights over steps
+    /// per method, and the final accuracy per method with intervals. The figures go to
+    /// <out stem>_figures/ beside the report.
+    Report {
+        /// A results folder (holding metrics.csv).
+        dir: PathBuf,
+        /// The report file (default: DIR/report.md).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -138,6 +189,49 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 path: "<stdout>".into(),
                 source,
             })
+        }
+        Command::Compare {
+            dir,
+            metric,
+            baseline,
+            step,
+            skill,
+            threshold,
+            format,
+        } => {
+            if let Some(t) = threshold.filter(|t| !t.is_finite()) {
+                return Err(skillit::Error::flag(
+                    "--threshold",
+                    format!("{t} is not a finite number"),
+                ));
+            }
+            let rows = read_metrics(&dir)?;
+            let options = CompareOptions {
+                metric,
+                baseline,
+                step,
+                skill,
+                threshold,
+            };
+            let comparisons = compare(&rows, &options)?;
+            print!("{}", render_comparisons(&comparisons, format)?);
+            Ok(())
+        }
+        Command::Report { dir, out } => {
+            let out = out.unwrap_or_else(|| dir.join("report.md"));
+            let stem = out
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "report".into());
+            let report = build_report(&dir, &format!("{stem}_figures"))?;
+            write_report(&report, &out)?;
+            eprintln!(
+                "wrote {} and {} figures in {}_figures/",
+                out.display(),
+                report.figures.len(),
+                stem
+            );
+            Ok(())
         }
     }
 }
