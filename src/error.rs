@@ -17,6 +17,9 @@ pub enum Error {
     /// A task could not produce what was asked (e.g. more distinct examples than exist).
     #[error(transparent)]
     Task(#[from] skillit_synthetic::Error),
+    /// A run's loss became NaN or infinite; the run is recorded as failed.
+    #[error("{run}: the run diverged: {reason}")]
+    Diverged { run: String, reason: String },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -40,7 +43,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Invalid { .. } | Error::Task(_) => true,
-            Error::Io { .. } => false,
+            Error::Io { .. } | Error::Diverged { .. } => false,
         }
     }
 }

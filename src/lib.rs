@@ -7,8 +7,13 @@
 //! Data flows one way: task → data → model → train → method → sweep → results → stats → report. The
 //! task generators live in the crate [`skillit_synthetic`], re-exported here as [`synthetic`].
 
+pub mod config;
 pub mod data;
+pub mod device;
 pub mod error;
+pub mod method;
+pub mod model;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use skillit_synthetic as synthetic;

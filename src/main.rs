@@ -6,11 +6,15 @@ use std::process::ExitCode;
 
 use clap::builder::TypedValueParser;
 use clap::{Parser, Subcommand};
+use skillit::config::{LossKind, Preset, RunConfig};
 use skillit::data::{GenerateRequest, SkillSelection, Split, TaskName};
+use skillit::device::DeviceKind;
+use skillit::method::MethodSpec;
 use skillit::report::{build_report, render_comparisons, write_report, Format as CompareFormat};
 use skillit::results::read_metrics;
 use skillit::stats::{compare, CompareOptions, Metric};
 use skillit::synthetic::LegoGraph;
+use skillit::train::{train, Progress, RunStatus};
 
 /// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
 #[derive(Parser)]
@@ -89,6 +93,46 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: CompareFormat,
+    },
+    /// Train one model from scratch and evaluate every skill along the way.
+    ///
+    /// Writes OUT/metrics.csv (one row per evaluation × skill: run_id, task, setting, method,
+    /// params, seed, step, skill, loss, accuracy, weight), OUT/manifest.json (the full config,
+    /// seed, git revision, backend and adapter, burn version, times, examples per skill) and the
+    /// final weights OUT/model.bpk. Settings come from --preset (default laptop), then --config
+    /// FILE, then the flags.
+    Train {
+        /// The task (default: the config's, else lego).
+        #[arg(long, value_enum)]
+        task: Option<TaskName>,
+        /// The mixture method: stratified, or random (the paper's fixed imbalanced mixture).
+        #[arg(long)]
+        method: Option<String>,
+        /// Optimizer steps.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// The run seed (model initialisation, training examples, shuffling).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Peak learning rate.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Training loss: full (whole sequence) or answer (answer token only).
+        #[arg(long, value_enum)]
+        loss: Option<LossKind>,
+        /// Where the run's files go.
+        #[arg(long)]
+        out: PathBuf,
+        /// The backend: flex (pure-Rust CPU, default), wgpu, vulkan, metal, cuda, cpu, auto.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: DeviceKind,
+        /// A TOML run file (see `config.rs`): any of preset, setting, [task], [model], [training],
+        /// [method], seed.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The starting point: laptop (small, quick) or paper (LEGO k = 5 / addition k = 3).
+        #[arg(long, value_enum)]
+        preset: Option<Preset>,
     },
     /// Write a Markdown report of a results folder with SVG figures.
     ///
@@ -215,6 +259,100 @@ fn run(cli: Cli) -> skillit::Result<()> {
             };
             let comparisons = compare(&rows, &options)?;
             print!("{}", render_comparisons(&comparisons, format)?);
+            Ok(())
+        }
+        Command::Train {
+            task,
+            method,
+            steps,
+            seed,
+            lr,
+            loss,
+            out,
+            device,
+            config,
+            preset,
+        } => {
+            let task_name = match task {
+                Some(TaskName::Addition) => "addition",
+                _ => "lego",
+            };
+            let mut run = match &config {
+                Some(path) => RunConfig::from_file(path, preset, task_name)?,
+                None => preset.unwrap_or(Preset::Laptop).config(task_name),
+            };
+            if let Some(t) = task {
+                let default = preset.unwrap_or(Preset::Laptop).config(task_name).task;
+                let same = matches!(
+                    (&run.task, t),
+                    (skillit::synthetic::TaskSpec::Lego { .. }, TaskName::Lego)
+                        | (
+                            skillit::synthetic::TaskSpec::Addition { .. },
+                            TaskName::Addition
+                        )
+                );
+                if !same {
+                    run.task = default;
+                }
+            }
+            if let Some(m) = method {
+                let k = run.task.build()?.num_skills();
+                run.method = MethodSpec::from_name(&m, k, task_name)?;
+            }
+            if let Some(s) = steps {
+                run.training.steps = s;
+            }
+            if let Some(s) = seed {
+                run.seed = s;
+            }
+            if let Some(l) = lr {
+                run.training.lr = l;
+            }
+            if let Some(l) = loss {
+                run.training.loss = l;
+            }
+            run.validate("command line")?;
+            let selected = skillit::device::select(device)?;
+            eprintln!(
+                "training {} with {} on {} ({}), {} steps, seed {}",
+                run.task.build()?.describe(),
+                run.method.build().name(),
+                selected.backend,
+                selected.adapter,
+                run.training.steps,
+                run.seed
+            );
+            let bar = indicatif::ProgressBar::new(run.training.steps);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            let mut last_acc = f64::NAN;
+            let mut on_progress = |p: Progress| match p {
+                Progress::Step { step, loss } => {
+                    bar.set_position(step);
+                    bar.set_message(format!("loss {loss:.4}, val acc {last_acc:.3}"));
+                }
+                Progress::Eval { accuracy, .. } => last_acc = accuracy,
+            };
+            let manifest = train(&run, &selected, &out, None, &mut on_progress)?;
+            bar.finish();
+            print!("{}", skillit::report::skill_table(&manifest));
+            if let RunStatus::Failed { reason, .. } = &manifest.status {
+                return Err(skillit::Error::Diverged {
+                    run: out.display().to_string(),
+                    reason: reason.clone(),
+                });
+            }
+            eprintln!(
+                "{:.1} ms/step, {:.0} s in all; wrote {}",
+                manifest.ms_per_step,
+                manifest.wall_time_s,
+                out.display()
+            );
             Ok(())
         }
         Command::Report { dir, out } => {

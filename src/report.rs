@@ -826,3 +826,44 @@ fn final_svg(rows: &[MetricsRow], step: u64) -> Result<String> {
     }
     Ok(svg)
 }
+
+/// The per-skill validation accuracy and loss of a run at its last evaluation (and at 25%, 50% of
+/// the budget), as a terminal table.
+pub fn skill_table(manifest: &crate::train::Manifest) -> String {
+    let evals = &manifest.evaluations;
+    let Some(last) = evals.last() else {
+        return String::new();
+    };
+    let at = |frac: f64| {
+        let target = (manifest.config.training.steps as f64 * frac) as u64;
+        evals.iter().min_by_key(|e| e.step.abs_diff(target))
+    };
+    let mut out = String::from("skill  acc@25%  acc@50%  acc@end  loss@end\n");
+    for s in 0..last.accuracy.len() {
+        let cell = |e: Option<&crate::method::Evaluation>| {
+            e.map(|e| format!("{:.3}", e.accuracy[s]))
+                .unwrap_or_default()
+        };
+        out += &format!(
+            "s{:<5} {:<8} {:<8} {:<8} {:.4}\n",
+            s + 1,
+            cell(at(0.25)),
+            cell(at(0.5)),
+            cell(Some(last)),
+            last.loss[s]
+        );
+    }
+    out += &format!(
+        "mean   {:<8} {:<8} {:<8.3} {:.4}   (step {})\n",
+        at(0.25)
+            .map(|e| format!("{:.3}", mean(&e.accuracy)))
+            .unwrap_or_default(),
+        at(0.5)
+            .map(|e| format!("{:.3}", mean(&e.accuracy)))
+            .unwrap_or_default(),
+        mean(&last.accuracy),
+        mean(&last.loss),
+        last.step
+    );
+    out
+}

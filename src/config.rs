@@ -1,0 +1,324 @@
+//! Every file format we read, as serde structs with validation that names the file, the field and
+//! what is allowed. A run config (`skillit train --config run.toml`):
+//!
+//! ```toml
+//! preset = "laptop"            # optional: start from a preset, then override below
+//! setting = "pretrain"
+//! [task]
+//! name = "lego"                # or "addition"
+//! k = 5
+//! [model]
+//! d_model = 128
+//! n_layers = 2
+//! [training]
+//! steps = 6000
+//! lr = 1e-3
+//! [method]
+//! name = "stratified"          # or { name = "fixed", weights = [1, 1, 1, 3, 5] }
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use skillit_synthetic::TaskSpec;
+
+use crate::method::MethodSpec;
+use crate::model::ModelConfig;
+use crate::{Error, Result};
+
+/// Which tokens the training loss covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Next-token cross-entropy over the whole sequence (the authors' default, SPEC §4).
+    #[default]
+    Full,
+    /// Cross-entropy of the answer token only.
+    Answer,
+}
+
+/// The optimisation of one run (SPEC §5 for the authors' values; the defaults here are ours).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per step.
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// Linear warm-up steps, then linear decay to 0 at `steps`.
+    pub warmup: u64,
+    /// AdamW's decoupled weight decay, on matrices only (none on biases and LayerNorm).
+    pub weight_decay: f64,
+    /// AdamW's ε.
+    pub eps: f64,
+    /// Clip the global gradient norm to this (0 = no clipping).
+    pub grad_clip: f64,
+    /// Which tokens the loss covers.
+    pub loss: LossKind,
+    /// Evaluate every this many steps (and at step 0 and at the end).
+    pub eval_every: u64,
+    /// Steps per round: the mixture method chooses the mixture before each round (SPEC §6). 0 =
+    /// one round for the whole run.
+    pub steps_per_round: u64,
+    /// Validation examples per skill.
+    pub val_per_skill: usize,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            steps: 6000,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup: 50,
+            weight_decay: 0.01,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            loss: LossKind::Full,
+            eval_every: 50,
+            steps_per_round: 0,
+            val_per_skill: 100,
+        }
+    }
+}
+
+/// One training run, complete: a run config alone reproduces the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The experimental setting recorded with the metrics (`pretrain`, `finetune`, ...).
+    #[serde(default = "default_setting")]
+    pub setting: String,
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub training: TrainingConfig,
+    #[serde(default = "default_method")]
+    pub method: MethodSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_setting() -> String {
+    "pretrain".into()
+}
+
+fn default_method() -> MethodSpec {
+    MethodSpec::Stratified
+}
+
+/// The named starting points of `--preset` (docs/defaults.md says how they were chosen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// Small and quick: all skills learnable in about 2 minutes per run on 2 cores.
+    Laptop,
+    /// LEGO k = 5 / addition k = 3 at the budget that reaches the aim (a GPU or a long CPU run).
+    Paper,
+}
+
+impl Preset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Laptop => "laptop",
+            Preset::Paper => "paper",
+        }
+    }
+
+    /// The preset's run config for `task` (`lego` or `addition`).
+    pub fn config(self, task: &str) -> RunConfig {
+        let addition = task == "addition";
+        let (task, model, training) = match self {
+            Preset::Laptop => (
+                if addition {
+                    TaskSpec::Addition { k: 3 }
+                } else {
+                    TaskSpec::Lego {
+                        k: 3,
+                        graph: Default::default(),
+                    }
+                },
+                ModelConfig {
+                    d_model: 64,
+                    n_layers: 2,
+                    n_heads: 4,
+                    d_ff: 256,
+                    dropout: 0.0,
+                    context: 32,
+                },
+                TrainingConfig {
+                    steps: 1000,
+                    lr: 3e-3,
+                    steps_per_round: 200,
+                    ..TrainingConfig::default()
+                },
+            ),
+            Preset::Paper => (
+                if addition {
+                    TaskSpec::Addition { k: 3 }
+                } else {
+                    TaskSpec::Lego {
+                        k: 5,
+                        graph: Default::default(),
+                    }
+                },
+                ModelConfig::default(),
+                TrainingConfig {
+                    steps: 6000,
+                    steps_per_round: 1000,
+                    ..TrainingConfig::default()
+                },
+            ),
+        };
+        RunConfig {
+            setting: default_setting(),
+            task,
+            model,
+            training,
+            method: MethodSpec::Stratified,
+            seed: 0,
+        }
+    }
+}
+
+/// A TOML run file: a run config whose every section is optional, over an optional preset.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunFile {
+    preset: Option<Preset>,
+    setting: Option<String>,
+    task: Option<TaskSpec>,
+    model: Option<toml::Table>,
+    training: Option<toml::Table>,
+    method: Option<MethodSpec>,
+    seed: Option<u64>,
+}
+
+/// Merges `overrides` over the serialized `base` and deserializes the result, so a file may set any
+/// subset of a section's fields.
+fn merge<T: Serialize + for<'de> Deserialize<'de>>(
+    base: &T,
+    overrides: Option<toml::Table>,
+    origin: &str,
+    section: &str,
+) -> Result<T> {
+    let overrides = overrides.unwrap_or_default();
+    let mut table = toml::Table::try_from(base).expect("a config serializes to a TOML table");
+    for (k, v) in overrides {
+        table.insert(k, v);
+    }
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| Error::Invalid {
+            origin: origin.into(),
+            field: format!("[{section}]"),
+            message: e.message().trim().to_string(),
+        })
+}
+
+impl RunConfig {
+    /// Reads a run file: a preset (file field or `preset` argument, default `laptop`) with the
+    /// file's fields over it.
+    pub fn from_file(path: &Path, preset: Option<Preset>, task_hint: &str) -> Result<Self> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+            origin: origin.clone(),
+            field: "file".into(),
+            message: format!("cannot be read: {e}"),
+        })?;
+        let file: RunFile = toml::from_str(&text).map_err(|e| Error::Invalid {
+            origin: origin.clone(),
+            field: e
+                .span()
+                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_else(|| "toml".into()),
+            message: e.message().trim().to_string(),
+        })?;
+        let task_name = match &file.task {
+            Some(TaskSpec::Addition { .. }) => "addition",
+            Some(TaskSpec::Lego { .. }) => "lego",
+            None => task_hint,
+        };
+        let preset = file.preset.or(preset).unwrap_or(Preset::Laptop);
+        let base = preset.config(task_name);
+        let config = RunConfig {
+            setting: file.setting.unwrap_or(base.setting.clone()),
+            task: file.task.unwrap_or(base.task.clone()),
+            model: merge(&base.model, file.model, &origin, "model")?,
+            training: merge(&base.training, file.training, &origin, "training")?,
+            method: file.method.unwrap_or(base.method.clone()),
+            seed: file.seed.unwrap_or(base.seed),
+        };
+        config.validate(&origin)?;
+        Ok(config)
+    }
+
+    /// Checks every field; `origin` is the file (or `command line`) named in the message.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(Error::Invalid {
+                origin: origin.to_string(),
+                field: field.to_string(),
+                message,
+            })
+        };
+        let task = self.task.build().map_err(|e| Error::Invalid {
+            origin: origin.to_string(),
+            field: "task".into(),
+            message: e.to_string(),
+        })?;
+        self.model.validate(origin)?;
+        if self.model.context < task.seq_len() {
+            return bad(
+                "model.context",
+                format!(
+                    "{} is shorter than the task's sequences ({} tokens for {})",
+                    self.model.context,
+                    task.seq_len(),
+                    task.describe()
+                ),
+            );
+        }
+        let t = &self.training;
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad(
+                "training.lr",
+                format!("{} must be a positive finite number", t.lr),
+            );
+        }
+        if t.steps == 0 {
+            return bad("training.steps", "must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return bad("training.batch_size", "must be at least 1".into());
+        }
+        if t.eval_every == 0 {
+            return bad("training.eval_every", "must be at least 1".into());
+        }
+        if t.val_per_skill == 0 {
+            return bad("training.val_per_skill", "must be at least 1".into());
+        }
+        for (field, v) in [
+            ("training.weight_decay", t.weight_decay),
+            ("training.eps", t.eps),
+            ("training.grad_clip", t.grad_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, format!("{v} must be a finite number ≥ 0"));
+            }
+        }
+        if t.warmup >= t.steps {
+            return bad(
+                "training.warmup",
+                format!(
+                    "{} warm-up steps leave none of the {} steps to decay",
+                    t.warmup, t.steps
+                ),
+            );
+        }
+        self.method.validate(task.num_skills(), origin)
+    }
+}

@@ -1,0 +1,135 @@
+//! The one place that knows which burn backends exist: `--device` → a burn [`Device`].
+//!
+//! `flex` (burn's pure-Rust CPU backend) is the default and works everywhere; `wgpu` runs the same
+//! code on any GPU through Vulkan, Metal or DX12 (and on Mesa's software Vulkan, lavapipe, in CI).
+//! `vulkan` and `metal` pin wgpu to one graphics API; `cpu` (CubeCL's CPU backend) and `cuda` are
+//! behind cargo features of the same names. `auto` takes burn's `Device::default()`: the first
+//! enabled backend in burn's order (GPUs before CPUs).
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A backend as `--device` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// burn's `Device::default()`.
+    Auto,
+    /// burn-flex, the pure-Rust CPU backend.
+    #[default]
+    Flex,
+    /// CubeCL's CPU backend (cargo feature `cpu`).
+    Cpu,
+    /// wgpu on whatever graphics API the machine offers.
+    Wgpu,
+    /// wgpu pinned to Vulkan (cargo feature `vulkan`).
+    Vulkan,
+    /// wgpu pinned to Metal (cargo feature `metal`).
+    Metal,
+    /// CUDA (cargo feature `cuda`).
+    Cuda,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Auto => "auto",
+            DeviceKind::Flex => "flex",
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Wgpu => "wgpu",
+            DeviceKind::Vulkan => "vulkan",
+            DeviceKind::Metal => "metal",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
+}
+
+/// A chosen device and what to record about it.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// The device, without autodiff (training wraps it with `.autodiff()`).
+    pub device: Device,
+    /// The backend as asked for (`flex`, `wgpu`, ...).
+    pub backend: String,
+    /// The adapter's name where the backend reports one (the GPU), else the backend's debug name.
+    pub adapter: String,
+}
+
+fn not_built(kind: DeviceKind) -> Error {
+    Error::flag(
+        "--device",
+        format!(
+            "{} is not in this build; rebuild with `--features {}` (built: {})",
+            kind.as_str(),
+            kind.as_str(),
+            built().join(", ")
+        ),
+    )
+}
+
+/// The backends this binary was built with.
+pub fn built() -> Vec<&'static str> {
+    let mut out = vec!["auto"];
+    if cfg!(feature = "flex") {
+        out.push("flex");
+    }
+    if cfg!(feature = "cpu") {
+        out.push("cpu");
+    }
+    if cfg!(feature = "wgpu") {
+        out.push("wgpu");
+    }
+    if cfg!(feature = "vulkan") {
+        out.push("vulkan");
+    }
+    if cfg!(feature = "metal") {
+        out.push("metal");
+    }
+    if cfg!(feature = "cuda") {
+        out.push("cuda");
+    }
+    out
+}
+
+/// Turns `--device` into a burn device.
+pub fn select(kind: DeviceKind) -> Result<Selected> {
+    let device: Device = match kind {
+        DeviceKind::Auto => Device::default(),
+        #[cfg(feature = "flex")]
+        DeviceKind::Flex => Device::flex(),
+        #[cfg(feature = "cpu")]
+        DeviceKind::Cpu => Device::cpu(),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => Device::wgpu(Default::default()),
+        #[cfg(feature = "vulkan")]
+        DeviceKind::Vulkan => Device::vulkan(Default::default()),
+        #[cfg(feature = "metal")]
+        DeviceKind::Metal => Device::metal(Default::default()),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Device::cuda(0),
+        #[allow(unreachable_patterns)]
+        other => return Err(not_built(other)),
+    };
+    let adapter = adapter_name(&device);
+    Ok(Selected {
+        device,
+        backend: kind.as_str().to_string(),
+        adapter,
+    })
+}
+
+#[cfg(feature = "wgpu")]
+fn adapter_name(device: &Device) -> String {
+    // GPU backends report the part's name; flex does not.
+    device
+        .identity()
+        .map(|id| id.name)
+        .unwrap_or_else(|| format!("{device:?}"))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn adapter_name(device: &Device) -> String {
+    format!("{device:?}")
+}

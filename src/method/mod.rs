@@ -1,0 +1,139 @@
+//! Mixture methods: what proportion of each skill the next round of training draws.
+//!
+//! A method observes the step, the round, every evaluation so far (per-skill validation loss and
+//! accuracy) and returns the mixture over the training skills for the next round (SPEC §6). Its whole
+//! state serialises, so a run can resume exactly. A new method is one file plus one line in
+//! [`build`].
+
+mod fixed;
+mod stratified;
+
+pub use fixed::Fixed;
+pub use stratified::Stratified;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One evaluation: after `step` optimizer steps, each skill's validation loss (answer-token
+/// cross-entropy, nats) and greedy accuracy, in skill order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub step: u64,
+    pub loss: Vec<f64>,
+    pub accuracy: Vec<f64>,
+}
+
+/// What a method may observe before a round.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Optimizer steps taken so far.
+    pub step: u64,
+    /// The round about to start (0-based).
+    pub round: usize,
+    /// The number of training skills.
+    pub num_skills: usize,
+    /// Every evaluation so far, oldest first (the first is at step 0, before any training).
+    pub evaluations: &'a [Evaluation],
+}
+
+/// A way of choosing the training data mixture.
+pub trait MixtureMethod: Send {
+    /// The method's registry name.
+    fn name(&self) -> &'static str;
+
+    /// The method's parameters as one string (`eta=0.5,window=3`), empty for none: the `params`
+    /// column of metrics.csv.
+    fn params(&self) -> String;
+
+    /// The proportions of each training skill for the next round; non-negative, summing to 1.
+    fn mixture(&mut self, observation: &Observation) -> Vec<f64>;
+
+    /// The method's state, to resume a run exactly.
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores a state saved by [`MixtureMethod::state`].
+    fn load_state(&mut self, _state: serde_json::Value) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A method and its parameters as a config file writes them:
+/// `method = { name = "fixed", weights = [1, 1, 1, 3, 5] }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MethodSpec {
+    /// Uniform over skills.
+    Stratified,
+    /// Given weights, normalised (the paper's `random` baseline is LEGO 1:1:1:3:5, addition
+    /// 13:14:18).
+    Fixed { weights: Vec<f64> },
+}
+
+/// The method names the registry knows, for error messages.
+pub const NAMES: [&str; 2] = ["stratified", "fixed"];
+
+impl MethodSpec {
+    /// A method by name with its default parameters (`fixed` needs weights: `random` preset).
+    pub fn from_name(name: &str, num_skills: usize, task: &str) -> Result<Self> {
+        match name {
+            "stratified" => Ok(MethodSpec::Stratified),
+            "random" | "fixed" => Ok(MethodSpec::Fixed {
+                weights: paper_random_weights(task, num_skills),
+            }),
+            other => Err(Error::flag(
+                "--method",
+                format!("unknown method '{other}' (known: stratified, fixed, random)"),
+            )),
+        }
+    }
+
+    /// Checks the parameters against the number of training skills.
+    pub fn validate(&self, num_skills: usize, origin: &str) -> Result<()> {
+        let bad = |message: String| Error::Invalid {
+            origin: origin.into(),
+            field: "method.weights".into(),
+            message,
+        };
+        if let MethodSpec::Fixed { weights } = self {
+            if weights.len() != num_skills {
+                return Err(bad(format!(
+                    "{} weights for {num_skills} skills",
+                    weights.len()
+                )));
+            }
+            if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+                return Err(bad("weights must be finite and non-negative".into()));
+            }
+            if weights.iter().sum::<f64>() <= 0.0 {
+                return Err(bad("weights must not all be zero".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the method.
+    pub fn build(&self) -> Box<dyn MixtureMethod> {
+        match self {
+            MethodSpec::Stratified => Box::new(Stratified),
+            MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
+        }
+    }
+}
+
+/// The paper's imbalanced `random` mixture (SPEC §9): LEGO 1:1:1:3:5, addition 13:14:18. For other
+/// k: LEGO puts weight 1 on every skill but the last two (3 and 5), addition is uniform.
+pub fn paper_random_weights(task: &str, k: usize) -> Vec<f64> {
+    match (task, k) {
+        ("addition", 3) => vec![13.0, 14.0, 18.0],
+        ("lego", k) if k >= 3 => {
+            let mut w = vec![1.0; k];
+            w[k - 2] = 3.0;
+            w[k - 1] = 5.0;
+            w
+        }
+        (_, k) => vec![1.0; k],
+    }
+}

@@ -1,0 +1,235 @@
+//! The small causal transformer trained from scratch (SPEC §11): token and learned position
+//! embeddings, pre-norm blocks (causal multi-head attention, GELU MLP), a final LayerNorm and a
+//! linear head. Plain burn 0.22 modules: no backend generic; the device decides where it runs.
+//!
+//! Initialisation follows GPT-2 / nanoGPT: every weight ~ N(0, 0.02), the two residual projections
+//! of each block ~ N(0, 0.02 / √(2·n_layers)), biases 0, LayerNorm γ = 1, β = 0. The weights are
+//! drawn on the host from a ChaCha stream and uploaded, so a seed gives the same initial model on
+//! every backend (flex, wgpu, ...) and whatever else runs in the process.
+
+use burn::module::{Module, Param};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::tensor::activation::{gelu, log_softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The shape of the transformer. The vocabulary size comes from the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub n_layers: usize,
+    /// Attention heads per block; must divide `d_model`.
+    pub n_heads: usize,
+    /// Hidden width of each block's MLP.
+    pub d_ff: usize,
+    /// Dropout after attention and MLP (0 = none; the synthetic tasks have no repeats to overfit).
+    pub dropout: f64,
+    /// The longest sequence the position embedding covers.
+    pub context: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            d_model: 128,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 512,
+            dropout: 0.0,
+            context: 64,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks the shape; `origin` names the config file or the preset in the message.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |field: &str, message: String| {
+            Err(Error::Invalid {
+                origin: origin.to_string(),
+                field: format!("model.{field}"),
+                message,
+            })
+        };
+        for (field, v) in [
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("context", self.context),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if !self.d_model.is_multiple_of(self.n_heads) {
+            return bad(
+                "n_heads",
+                format!(
+                    "{} heads do not divide d_model = {}",
+                    self.n_heads, self.d_model
+                ),
+            );
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
+        }
+        Ok(())
+    }
+
+    /// A freshly initialised model for a vocabulary of `vocab_size` tokens, its weights drawn from
+    /// `rng`.
+    pub fn init(
+        &self,
+        vocab_size: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        device: &Device,
+    ) -> Transformer {
+        let std = 0.02;
+        let residual_std = std / (2.0 * self.n_layers as f64).sqrt();
+        let linear = |d_in: usize, d_out: usize, std: f64, rng: &mut rand_chacha::ChaCha8Rng| {
+            let mut l = LinearConfig::new(d_in, d_out).init(device);
+            l.weight = normal_param(l.weight, std, rng);
+            l.bias = l.bias.map(|b| b.map(|t| t.zeros_like().require_grad()));
+            l
+        };
+        let embedding = |n: usize, rng: &mut rand_chacha::ChaCha8Rng| {
+            let mut e = EmbeddingConfig::new(n, self.d_model).init(device);
+            e.weight = normal_param(e.weight, std, rng);
+            e
+        };
+        let token = embedding(vocab_size, rng);
+        let position = embedding(self.context, rng);
+        let mut blocks = Vec::with_capacity(self.n_layers);
+        for _ in 0..self.n_layers {
+            blocks.push(Block {
+                ln_attn: LayerNormConfig::new(self.d_model).init(device),
+                qkv: linear(self.d_model, 3 * self.d_model, std, rng),
+                proj: linear(self.d_model, self.d_model, residual_std, rng),
+                ln_mlp: LayerNormConfig::new(self.d_model).init(device),
+                fc: linear(self.d_model, self.d_ff, std, rng),
+                fc_out: linear(self.d_ff, self.d_model, residual_std, rng),
+                dropout: DropoutConfig::new(self.dropout).init(),
+                n_heads: self.n_heads,
+            });
+        }
+        Transformer {
+            token,
+            position,
+            blocks,
+            ln_final: LayerNormConfig::new(self.d_model).init(device),
+            head: linear(self.d_model, vocab_size, std, rng),
+        }
+    }
+}
+
+/// The parameter with its values replaced by N(0, std²) draws from `rng` (same shape, device, id).
+fn normal_param<const D: usize>(
+    param: Param<Tensor<D>>,
+    std: f64,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Param<Tensor<D>> {
+    param.map(|t| {
+        let shape = t.dims();
+        let values: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(rng);
+                (std * z) as f32
+            })
+            .collect();
+        // `map` keeps the parameter's id and training state; the new value must be a gradient
+        // leaf again.
+        Tensor::from_data(TensorData::new(values, shape), &t.device()).require_grad()
+    })
+}
+
+/// One pre-norm block: x + attn(ln(x)), then x + mlp(ln(x)).
+#[derive(Module, Debug)]
+pub struct Block {
+    ln_attn: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    ln_mlp: LayerNorm,
+    fc: Linear,
+    fc_out: Linear,
+    dropout: Dropout,
+    n_heads: usize,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, seq, d_model] = x.dims();
+        let head_dim = d_model / self.n_heads;
+        let qkv = self.qkv.forward(self.ln_attn.forward(x.clone()));
+        // [batch, seq, 3·d] → three [batch, heads, seq, head_dim]
+        let heads = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d_model, d_model)
+                .reshape([batch, seq, self.n_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let context = attention(
+            heads(0),
+            heads(1),
+            heads(2),
+            None,
+            None,
+            AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: true,
+            },
+        );
+        let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
+        let x = x + self.dropout.forward(self.proj.forward(context));
+        let hidden = gelu(self.fc.forward(self.ln_mlp.forward(x.clone())));
+        x.clone() + self.dropout.forward(self.fc_out.forward(hidden))
+    }
+}
+
+/// The causal transformer.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    token: Embedding,
+    position: Embedding,
+    blocks: Vec<Block>,
+    ln_final: LayerNorm,
+    head: Linear,
+}
+
+impl Transformer {
+    /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, seq] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
+            .reshape([1, seq])
+            .expand([batch, seq]);
+        let mut x = self.token.forward(tokens) + self.position.forward(positions);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        self.head.forward(self.ln_final.forward(x))
+    }
+
+    /// Log-probabilities `[batch, vocab]` of the token at `answer_pos`, predicted from the tokens
+    /// before it. Only the prompt enters the computation that matters: attention is causal.
+    pub fn answer_log_probs(&self, tokens: Tensor<2, Int>, answer_pos: usize) -> Tensor<2> {
+        let [batch, _] = tokens.dims();
+        let prompt = tokens.narrow(1, 0, answer_pos);
+        let logits = self.forward(prompt);
+        let [_, seq, vocab] = logits.dims();
+        log_softmax(logits.narrow(1, seq - 1, 1).reshape([batch, vocab]), 1)
+    }
+}

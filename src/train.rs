@@ -1,0 +1,531 @@
+//! The training loop: AdamW with a no-decay group, linear warm-up and decay, global gradient-norm
+//! clipping, rounds whose mixture a method chooses, per-skill evaluation, and the run's outputs
+//! (metrics.csv, manifest.json, the final weights).
+//!
+//! A run proceeds in rounds (SPEC §6): before each round the method returns the mixture, the round's
+//! examples are drawn with exact counts (floor(p_i·n), the last skill takes the remainder) from the
+//! run's deduplicated training streams and shuffled, then trained on in batches. Evaluation happens
+//! at step 0, every `eval_every` steps and at the end: per skill, the answer token's cross-entropy
+//! over the whole vocabulary and the greedy accuracy on the fixed validation sets.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use serde::Serialize;
+use skillit_synthetic::{stream_rng, Example, Purpose, Task, TrainStream, ValidationSet};
+
+use crate::config::{LossKind, RunConfig};
+use crate::device::Selected;
+use crate::method::{Evaluation, MixtureMethod, Observation};
+use crate::model::Transformer;
+use crate::results::{write_atomic, MetricsRow, METRICS_COLUMNS};
+use crate::{Error, Result};
+
+/// The burn release skillit is built against (pinned with `=` in Cargo.toml).
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// Random streams of the training loop, beside the task crate's (validation, train).
+const PURPOSE_INIT: Purpose = Purpose(Purpose::FIRST_FREE);
+const PURPOSE_SHUFFLE: Purpose = Purpose(Purpose::FIRST_FREE + 1);
+
+/// What the loop reports to its caller (the CLI draws a progress bar from it).
+#[derive(Debug, Clone, Copy)]
+pub enum Progress {
+    /// A training step finished with this batch loss.
+    Step { step: u64, loss: f64 },
+    /// An evaluation finished; `accuracy` is the mean over skills.
+    Eval { step: u64, accuracy: f64, loss: f64 },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RunStatus {
+    Finished,
+    Failed { reason: String, step: u64 },
+}
+
+/// What a finished (or failed) run recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub run_id: String,
+    #[serde(flatten)]
+    pub status: RunStatus,
+    pub config: RunConfig,
+    pub method: String,
+    pub params: String,
+    pub skillit_version: &'static str,
+    pub git_revision: &'static str,
+    pub burn_version: &'static str,
+    pub backend: String,
+    pub adapter: String,
+    pub wall_time_s: f64,
+    pub train_time_s: f64,
+    pub eval_time_s: f64,
+    pub ms_per_step: f64,
+    pub steps_done: u64,
+    /// Training examples drawn per skill (1-based skill order).
+    pub examples_per_skill: Vec<u64>,
+    pub num_params: usize,
+    pub evaluations: Vec<Evaluation>,
+}
+
+/// The run's identifier in results: `task-method-s<seed>` unless given.
+pub fn default_run_id(config: &RunConfig, method: &dyn MixtureMethod) -> String {
+    let task = match &config.task {
+        skillit_synthetic::TaskSpec::Lego { .. } => "lego",
+        skillit_synthetic::TaskSpec::Addition { .. } => "addition",
+    };
+    format!("{task}-{}-s{}", method.name(), config.seed)
+}
+
+/// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill takes the
+/// remainder (SPEC §6; the authors' `_generate_data_segment`).
+pub fn exact_counts(mixture: &[f64], n: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = mixture
+        .iter()
+        .map(|p| (p * n as f64).floor() as usize)
+        .collect();
+    let assigned: usize = counts[..counts.len() - 1].iter().sum();
+    let last = counts.len() - 1;
+    counts[last] = n.saturating_sub(assigned);
+    counts
+}
+
+/// The learning rate at 0-based `step`: linear warm-up then linear decay to 0 at `total`, as the
+/// authors' Hugging Face `get_linear_schedule_with_warmup` (whose first step has factor 0).
+pub fn learning_rate(peak: f64, step: u64, warmup: u64, total: u64) -> f64 {
+    if step < warmup {
+        peak * step as f64 / warmup as f64
+    } else {
+        peak * (total.saturating_sub(step)) as f64 / (total - warmup).max(1) as f64
+    }
+}
+
+fn tokens_tensor(examples: &[&Example], device: &Device) -> Tensor<2, Int> {
+    let seq = examples[0].tokens.len();
+    let data: Vec<i64> = examples
+        .iter()
+        .flat_map(|e| e.tokens.iter().map(|&t| i64::from(t)))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [examples.len(), seq]), device)
+}
+
+/// Collects the ids of the rank-1 parameters (biases, LayerNorm γ and β): no weight decay on them.
+#[derive(Default)]
+struct VectorParams(Vec<ParamId>);
+
+impl ModuleVisitor for VectorParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if D == 1 {
+            self.0.push(param.id);
+        }
+    }
+}
+
+/// Sums the squared gradients of every parameter into one device scalar.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// Multiplies every gradient by a device scalar.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    scale: Tensor<1>,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            let scale = self.scale.clone().reshape([1; D]);
+            self.grads.register::<D>(param.id, g * scale);
+        }
+    }
+}
+
+/// Clips the global L2 norm of all gradients to `max_norm` (PyTorch's `clip_grad_norm_`, which the
+/// authors' trainer applies; burn's own clipping works per parameter). Stays on the device.
+fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: f64) {
+    let mut norm = SquaredNorm { grads, total: None };
+    model.visit(&mut norm);
+    let Some(total) = norm.total else { return };
+    let scale = total
+        .sqrt()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    model.visit(&mut ScaleGrads { grads, scale });
+}
+
+/// The per-skill validation loss and accuracy of `model`.
+pub fn evaluate(
+    model: &Transformer,
+    validation: &ValidationSet,
+    num_skills: usize,
+    device: &Device,
+    step: u64,
+) -> Evaluation {
+    const CHUNK: usize = 512;
+    let all: Vec<&Example> = validation.iter().collect();
+    let mut nll = Vec::with_capacity(all.len());
+    let mut correct = Vec::with_capacity(all.len());
+    for chunk in all.chunks(CHUNK) {
+        let answer_pos = chunk[0].answer_pos;
+        let tokens = tokens_tensor(chunk, device);
+        let lp = model.answer_log_probs(tokens, answer_pos);
+        let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
+        let answers =
+            Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
+        let picked = lp.clone().gather(1, answers.clone()).reshape([chunk.len()]);
+        let hit = lp.argmax(1).equal(answers).reshape([chunk.len()]);
+        nll.extend(picked.into_data().iter::<f64>().map(|x| -x));
+        correct.extend(hit.into_data().iter::<bool>());
+    }
+    let mut loss = vec![0.0; num_skills];
+    let mut accuracy = vec![0.0; num_skills];
+    let mut count = vec![0usize; num_skills];
+    for ((e, l), c) in all.iter().zip(&nll).zip(&correct) {
+        let s = e.skill - 1;
+        loss[s] += l;
+        accuracy[s] += f64::from(u8::from(*c));
+        count[s] += 1;
+    }
+    for s in 0..num_skills {
+        loss[s] /= count[s].max(1) as f64;
+        accuracy[s] /= count[s].max(1) as f64;
+    }
+    Evaluation {
+        step,
+        loss,
+        accuracy,
+    }
+}
+
+/// One batch's training loss (a scalar tensor on the autodiff device).
+fn batch_loss(
+    model: &Transformer,
+    batch: &[&Example],
+    kind: LossKind,
+    device: &Device,
+) -> Tensor<1> {
+    let tokens = tokens_tensor(batch, device);
+    let [b, seq] = tokens.dims();
+    let ce = CrossEntropyLoss::new(None, device);
+    match kind {
+        LossKind::Full => {
+            let logits = model.forward(tokens.clone().narrow(1, 0, seq - 1));
+            let vocab = logits.dims()[2];
+            let targets = tokens.narrow(1, 1, seq - 1).reshape([b * (seq - 1)]);
+            ce.forward(logits.reshape([b * (seq - 1), vocab]), targets)
+        }
+        LossKind::Answer => {
+            let pos = batch[0].answer_pos;
+            let lp = model.answer_log_probs(tokens.clone(), pos);
+            let targets = tokens.narrow(1, pos, 1).reshape([b]);
+            // CrossEntropyLoss applies log_softmax itself; it leaves log-probabilities unchanged.
+            ce.forward(lp, targets)
+        }
+    }
+}
+
+/// Where a run writes its outputs.
+#[derive(Debug, Clone)]
+pub struct RunPaths {
+    pub dir: PathBuf,
+}
+
+impl RunPaths {
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.csv")
+    }
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.join("manifest.json")
+    }
+    pub fn weights(&self) -> PathBuf {
+        self.dir.join("model.bpk")
+    }
+}
+
+fn metrics_csv(
+    run_id: &str,
+    config: &RunConfig,
+    task: &dyn Task,
+    method: &dyn MixtureMethod,
+    evaluations: &[(Evaluation, Vec<f64>)],
+) -> Vec<u8> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let io = "writing CSV to memory cannot fail";
+    w.write_record(METRICS_COLUMNS).expect(io);
+    for (eval, weights) in evaluations {
+        for skill in 1..=task.num_skills() {
+            w.serialize(MetricsRow {
+                run_id: run_id.to_string(),
+                task: task.name().to_string(),
+                setting: config.setting.clone(),
+                method: method.name().to_string(),
+                params: method.params(),
+                seed: config.seed,
+                step: eval.step,
+                skill,
+                loss: eval.loss[skill - 1],
+                accuracy: eval.accuracy[skill - 1],
+                weight: weights[skill - 1],
+            })
+            .expect(io);
+        }
+    }
+    w.into_inner().expect(io)
+}
+
+/// Trains one run to completion (or divergence), writing `metrics.csv` after every evaluation and
+/// `manifest.json` and the weights at the end. A diverging run (non-finite loss) is recorded as
+/// failed and returned as such, not as an error.
+pub fn train(
+    config: &RunConfig,
+    selected: &Selected,
+    out: &Path,
+    run_id: Option<&str>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Manifest> {
+    config.validate("run config")?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let paths = RunPaths {
+        dir: out.to_path_buf(),
+    };
+    let started = Instant::now();
+    let task = config.task.build()?;
+    let k = task.num_skills();
+    let t = &config.training;
+    let mut method = config.method.build();
+    let run_id = run_id
+        .map(String::from)
+        .unwrap_or_else(|| default_run_id(config, method.as_ref()));
+    let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
+    let mut stream = TrainStream::new(task.as_ref(), config.seed, &validation);
+
+    let device = selected.device.clone().autodiff();
+    let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
+    let mut model = config
+        .model
+        .init(task.vocab().len(), &mut init_rng, &device);
+    let num_params = model.num_params();
+    let mut no_decay = VectorParams::default();
+    model.visit(&mut no_decay);
+    let adamw = || AdamWConfig::new().with_epsilon(t.eps as f32);
+    let mut optim: ModuleOptimizer = adamw()
+        .with_weight_decay(t.weight_decay as f32)
+        .init()
+        .with_group(
+            ParamGroup::from_ids(no_decay.0),
+            adamw().with_weight_decay(0.0).build(),
+            None,
+        );
+
+    let steps_per_round = if t.steps_per_round == 0 {
+        t.steps
+    } else {
+        t.steps_per_round
+    };
+    let mut train_time = 0.0;
+    let mut status = RunStatus::Finished;
+    let mut step: u64 = 0;
+    let mut round = 0usize;
+
+    let mut recorder = Recorder {
+        paths: &paths,
+        run_id: &run_id,
+        config,
+        task: task.as_ref(),
+        validation: &validation,
+        device: &selected.device,
+        evaluations: Vec::new(),
+        eval_time: 0.0,
+    };
+    // The mixture recorded at step 0 is the first round's.
+    let mut mixture = method.mixture(&Observation {
+        step: 0,
+        round: 0,
+        num_skills: k,
+        evaluations: &[],
+    });
+    recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
+
+    'rounds: while step < t.steps {
+        if round > 0 {
+            let history = recorder.history();
+            mixture = method.mixture(&Observation {
+                step,
+                round,
+                num_skills: k,
+                evaluations: &history,
+            });
+        }
+        let round_steps = steps_per_round.min(t.steps - step);
+        let n = round_steps as usize * t.batch_size;
+        let counts = exact_counts(&mixture, n);
+        let mut examples = Vec::with_capacity(n);
+        for (skill, &c) in counts.iter().enumerate() {
+            examples.extend(stream.take(skill + 1, c)?);
+        }
+        examples.shuffle(&mut stream_rng(config.seed, PURPOSE_SHUFFLE, round as u64));
+        for batch in examples.chunks(t.batch_size) {
+            let t0 = Instant::now();
+            let batch: Vec<&Example> = batch.iter().collect();
+            let loss = batch_loss(&model, &batch, t.loss, &device);
+            let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                status = RunStatus::Failed {
+                    reason: format!("the training loss became {loss_value} at step {}", step + 1),
+                    step: step + 1,
+                };
+                break 'rounds;
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if t.grad_clip > 0.0 {
+                clip_global_norm(&model, &mut grads, t.grad_clip);
+            }
+            let lr = learning_rate(t.lr, step, t.warmup, t.steps);
+            model = optim.step(lr, model, grads);
+            step += 1;
+            train_time += t0.elapsed().as_secs_f64();
+            progress(Progress::Step {
+                step,
+                loss: loss_value,
+            });
+            if step.is_multiple_of(t.eval_every) || step == t.steps {
+                recorder.record(&model, step, &mixture, method.as_ref(), progress)?;
+            }
+        }
+        round += 1;
+    }
+    if status == RunStatus::Finished {
+        model
+            .clone()
+            .save_file(paths.weights())
+            .map_err(|e| Error::Invalid {
+                origin: paths.weights().display().to_string(),
+                field: "weights".into(),
+                message: format!("could not be saved: {e:?}"),
+            })?;
+    }
+    let manifest = Manifest {
+        run_id: run_id.clone(),
+        status,
+        config: config.clone(),
+        method: method.name().to_string(),
+        params: method.params(),
+        skillit_version: env!("CARGO_PKG_VERSION"),
+        git_revision: env!("SKILLIT_GIT_REVISION"),
+        burn_version: BURN_VERSION,
+        backend: selected.backend.clone(),
+        adapter: selected.adapter.clone(),
+        wall_time_s: started.elapsed().as_secs_f64(),
+        train_time_s: train_time,
+        eval_time_s: recorder.eval_time,
+        ms_per_step: if step > 0 {
+            1000.0 * train_time / step as f64
+        } else {
+            0.0
+        },
+        steps_done: step,
+        examples_per_skill: (1..=k).map(|s| stream.yielded(s)).collect(),
+        num_params,
+        evaluations: recorder.history(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    write_atomic(&paths.manifest(), &json)?;
+    Ok(manifest)
+}
+
+/// Evaluates and records: the history the method observes, and metrics.csv rewritten atomically
+/// after every evaluation so that a killed run keeps what it measured.
+struct Recorder<'a> {
+    paths: &'a RunPaths,
+    run_id: &'a str,
+    config: &'a RunConfig,
+    task: &'a dyn Task,
+    validation: &'a ValidationSet,
+    device: &'a Device,
+    /// Each evaluation with the mixture in force at its step.
+    evaluations: Vec<(Evaluation, Vec<f64>)>,
+    eval_time: f64,
+}
+
+impl Recorder<'_> {
+    fn record(
+        &mut self,
+        model: &Transformer,
+        step: u64,
+        mixture: &[f64],
+        method: &dyn MixtureMethod,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let k = self.task.num_skills();
+        let eval = evaluate(&model.valid(), self.validation, k, self.device, step);
+        self.eval_time += t0.elapsed().as_secs_f64();
+        progress(Progress::Eval {
+            step,
+            accuracy: crate::stats::mean(&eval.accuracy),
+            loss: crate::stats::mean(&eval.loss),
+        });
+        self.evaluations.push((eval, mixture.to_vec()));
+        let csv = metrics_csv(
+            self.run_id,
+            self.config,
+            self.task,
+            method,
+            &self.evaluations,
+        );
+        write_atomic(&self.paths.metrics(), &csv)
+    }
+
+    fn history(&self) -> Vec<Evaluation> {
+        self.evaluations.iter().map(|(e, _)| e.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_counts_give_the_remainder_to_the_last_skill() {
+        // 1:1:1:3:5 of 32: floor(32/11) = 2, 2, 2, floor(96/11) = 8, remainder 32 − 14 = 18.
+        let p: Vec<f64> = [1.0, 1.0, 1.0, 3.0, 5.0].iter().map(|w| w / 11.0).collect();
+        assert_eq!(exact_counts(&p, 32), vec![2, 2, 2, 8, 18]);
+        assert_eq!(exact_counts(&[0.2; 5], 32_000), vec![6400; 5]);
+    }
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_zero() {
+        // warm-up 50 of 1000 at peak 1e-3: step 25 → 0.5e-3; step 50 → peak; step 525 → half.
+        assert_eq!(learning_rate(1e-3, 0, 50, 1000), 0.0);
+        assert!((learning_rate(1e-3, 25, 50, 1000) - 0.5e-3).abs() < 1e-15);
+        assert!((learning_rate(1e-3, 50, 50, 1000) - 1e-3).abs() < 1e-15);
+        assert!((learning_rate(1e-3, 525, 50, 1000) - 0.5e-3).abs() < 1e-15);
+        assert_eq!(learning_rate(1e-3, 1000, 50, 1000), 0.0);
+    }
+}
