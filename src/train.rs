@@ -221,7 +221,7 @@ pub fn evaluate(
 }
 
 /// One batch's training loss (a scalar tensor on the autodiff device).
-fn batch_loss(
+pub fn batch_loss(
     model: &Transformer,
     batch: &[&Example],
     kind: LossKind,
@@ -245,6 +245,44 @@ fn batch_loss(
             ce.forward(lp, targets)
         }
     }
+}
+
+/// AdamW with decoupled weight decay on the matrices and none on the rank-1 parameters (biases,
+/// LayerNorm), as the authors' Hugging Face trainer groups them.
+pub fn optimizer(model: &Transformer, t: &crate::config::TrainingConfig) -> ModuleOptimizer {
+    let mut no_decay = VectorParams::default();
+    model.visit(&mut no_decay);
+    let adamw = || AdamWConfig::new().with_epsilon(t.eps as f32);
+    adamw()
+        .with_weight_decay(t.weight_decay as f32)
+        .init()
+        .with_group(
+            ParamGroup::from_ids(no_decay.0),
+            adamw().with_weight_decay(0.0).build(),
+            None,
+        )
+}
+
+/// One optimizer step on `batch` at learning rate `lr`, clipping the global gradient norm to
+/// `grad_clip` (0 = none); returns the updated model and the batch loss.
+pub fn train_step(
+    model: Transformer,
+    optim: &mut ModuleOptimizer,
+    batch: &[&Example],
+    t: &crate::config::TrainingConfig,
+    lr: f64,
+    device: &Device,
+) -> (Transformer, f64) {
+    let loss = batch_loss(&model, batch, t.loss, device);
+    let value = f64::from(loss.clone().into_scalar::<f32>());
+    if !value.is_finite() {
+        return (model, value);
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if t.grad_clip > 0.0 {
+        clip_global_norm(&model, &mut grads, t.grad_clip);
+    }
+    (optim.step(lr, model, grads), value)
 }
 
 /// Where a run writes its outputs.
@@ -272,7 +310,10 @@ fn metrics_csv(
     method: &dyn MixtureMethod,
     evaluations: &[(Evaluation, Vec<f64>)],
 ) -> Vec<u8> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    // The header is written explicitly, so the file has it even before the first row.
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
     let io = "writing CSV to memory cannot fail";
     w.write_record(METRICS_COLUMNS).expect(io);
     for (eval, weights) in evaluations {
@@ -331,17 +372,7 @@ pub fn train(
         .model
         .init(task.vocab().len(), &mut init_rng, &device);
     let num_params = model.num_params();
-    let mut no_decay = VectorParams::default();
-    model.visit(&mut no_decay);
-    let adamw = || AdamWConfig::new().with_epsilon(t.eps as f32);
-    let mut optim: ModuleOptimizer = adamw()
-        .with_weight_decay(t.weight_decay as f32)
-        .init()
-        .with_group(
-            ParamGroup::from_ids(no_decay.0),
-            adamw().with_weight_decay(0.0).build(),
-            None,
-        );
+    let mut optim = optimizer(&model, t);
 
     let steps_per_round = if t.steps_per_round == 0 {
         t.steps
@@ -393,8 +424,9 @@ pub fn train(
         for batch in examples.chunks(t.batch_size) {
             let t0 = Instant::now();
             let batch: Vec<&Example> = batch.iter().collect();
-            let loss = batch_loss(&model, &batch, t.loss, &device);
-            let loss_value: f64 = loss.clone().into_scalar::<f32>() as f64;
+            let lr = learning_rate(t.lr, step, t.warmup, t.steps);
+            let (next, loss_value) = train_step(model, &mut optim, &batch, t, lr, &device);
+            model = next;
             if !loss_value.is_finite() {
                 status = RunStatus::Failed {
                     reason: format!("the training loss became {loss_value} at step {}", step + 1),
@@ -402,12 +434,6 @@ pub fn train(
                 };
                 break 'rounds;
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if t.grad_clip > 0.0 {
-                clip_global_norm(&model, &mut grads, t.grad_clip);
-            }
-            let lr = learning_rate(t.lr, step, t.warmup, t.steps);
-            model = optim.step(lr, model, grads);
             step += 1;
             train_time += t0.elapsed().as_secs_f64();
             progress(Progress::Step {
