@@ -9,7 +9,7 @@ use skillit::device::{select, DeviceKind};
 use skillit::method::MethodSpec;
 use skillit::model::ModelConfig;
 use skillit::synthetic::{
-    stream_rng, Example, LegoGraph, Purpose, Task, TaskSpec, TrainStream, ValidationSet,
+    stream_rng, Example, LegoGraph, Purpose, TaskSpec, TrainStream, ValidationSet,
 };
 use skillit::train::{optimizer, train, train_step, RunStatus};
 
