@@ -11,6 +11,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod graph;
 pub mod method;
 pub mod model;
 pub mod train;

@@ -105,7 +105,8 @@ enum Command {
         /// The task (default: the config's, else lego).
         #[arg(long, value_enum)]
         task: Option<TaskName>,
-        /// The mixture method: stratified, or random (the paper's fixed imbalanced mixture).
+        /// The mixture method: stratified, random (the paper's fixed imbalanced mixture), skill_it,
+        /// no_graph, static.
         #[arg(long)]
         method: Option<String>,
         /// Optimizer steps.
@@ -313,10 +314,13 @@ fn run(cli: Cli) -> skillit::Result<()> {
             }
             run.validate("command line")?;
             let selected = skillit::device::select(device)?;
+            let task = run.task.build()?;
             eprintln!(
                 "training {} with {} on {} ({}), {} steps, seed {}",
-                run.task.build()?.describe(),
-                run.method.build().name(),
+                task.describe(),
+                run.method
+                    .build(task.name(), &run.setting, task.num_skills())?
+                    .name(),
                 selected.backend,
                 selected.adapter,
                 run.training.steps,

@@ -359,7 +359,9 @@ pub fn train(
     let task = config.task.build()?;
     let k = task.num_skills();
     let t = &config.training;
-    let mut method = config.method.build();
+    let mut method = config
+        .method
+        .build(task.name(), &config.setting, task.num_skills())?;
     let run_id = run_id
         .map(String::from)
         .unwrap_or_else(|| default_run_id(config, method.as_ref()));
@@ -399,6 +401,7 @@ pub fn train(
         step: 0,
         round: 0,
         num_skills: k,
+        steps_per_round,
         evaluations: &[],
     });
     recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
@@ -410,6 +413,7 @@ pub fn train(
                 step,
                 round,
                 num_skills: k,
+                steps_per_round,
                 evaluations: &history,
             });
         }

@@ -155,12 +155,93 @@ fn wgpu_agrees_with_flex() {
 }
 
 #[test]
+fn fused_causal_attention_matches_the_masked_softmax() {
+    // burn's attention op with is_causal (used by the model) against softmax(QKᵀ/√d + mask)·V, on
+    // flex with and without autodiff (training takes the autodiff path, evaluation the plain one).
+    use burn::tensor::activation::softmax;
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn::tensor::{Bool, Distribution, Tensor};
+    let flex = select(DeviceKind::Flex).unwrap().device;
+    for device in [flex.clone(), flex.autodiff()] {
+        let [b, h, t, d] = [2, 2, 5, 4];
+        let draw = || Tensor::<4>::random([b, h, t, d], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = (draw(), draw(), draw());
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        };
+        let fused = attention(q.clone(), k.clone(), v.clone(), None, None, options);
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (d as f64).sqrt());
+        // tril_mask is true above the diagonal: the future positions to hide.
+        let mask = Tensor::<2, Bool>::tril_mask([t, t], 0, &device).reshape([1, 1, t, t]);
+        let manual = softmax(scores.mask_fill(mask.expand([b, h, t, t]), -1e9), 3).matmul(v);
+        let diff: f32 = (fused - manual).abs().max().into_scalar();
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
+}
+
+#[test]
 fn the_validation_set_is_the_fixed_one() {
     // Runs evaluate on the task's standard validation set (seed 42 for LEGO), whatever their seed.
     let task = lego(3).build().unwrap();
     let v = ValidationSet::standard(task.as_ref(), 100).unwrap();
     let mut s = TrainStream::new(task.as_ref(), 0, &v);
     assert!(!v.contains(&s.next(1).unwrap().tokens));
+}
+
+#[test]
+fn every_method_runs_end_to_end_and_records_its_mixture() {
+    // LEGO k = 5 (the published graph's size), a tiny model, 40 steps in rounds of 20.
+    for name in skillit::method::NAMES {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RunConfig {
+            setting: "pretrain".into(),
+            task: lego(5),
+            model: tiny_model(),
+            training: TrainingConfig {
+                steps: 40,
+                warmup: 5,
+                steps_per_round: 20,
+                eval_every: 10,
+                val_per_skill: 20,
+                ..TrainingConfig::default()
+            },
+            method: MethodSpec::from_name(name, 5, "lego").unwrap(),
+            seed: 1,
+        };
+        let m = train(
+            &config,
+            &select(DeviceKind::Flex).unwrap(),
+            dir.path(),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(m.status, RunStatus::Finished, "{name}");
+        assert_eq!(m.examples_per_skill.iter().sum::<u64>(), 40 * 32, "{name}");
+        let rows = skillit::results::read_metrics(dir.path()).unwrap();
+        assert_eq!(rows.len(), 5 * 5, "{name}: 5 evaluations × 5 skills");
+        for step in [0, 10, 20, 30, 40] {
+            let total: f64 = rows
+                .iter()
+                .filter(|r| r.step == step)
+                .map(|r| r.weight)
+                .sum();
+            assert!(
+                (total - 1.0).abs() < 1e-9,
+                "{name}: weights at step {step} sum to {total}"
+            );
+        }
+        if name == "skill_it" {
+            // Round 0: the published graph's initial mixture, s2 at 0.3461 (SPEC §6).
+            let s2 = rows.iter().find(|r| r.step == 0 && r.skill == 2).unwrap();
+            assert!((s2.weight - 0.3461).abs() < 1e-4);
+        }
+    }
 }
 
 #[test]

@@ -44,6 +44,7 @@ mod tests {
             step: 0,
             round: 0,
             num_skills: 5,
+            steps_per_round: 100,
             evaluations: &[],
         };
         let p = m.mixture(&obs);

@@ -6,10 +6,14 @@
 //! [`build`].
 
 mod fixed;
+mod skill_it;
 mod stratified;
 
 pub use fixed::Fixed;
+pub use skill_it::{exp_weights, Aggregate, SkillIt, SkillItConfig, WindowUnit};
 pub use stratified::Stratified;
+
+use crate::graph::SkillsGraph;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +35,10 @@ pub struct Observation<'a> {
     pub step: u64,
     /// The round about to start (0-based).
     pub round: usize,
-    /// The number of training skills.
+    /// The number of skills of the task (the mixture's length).
     pub num_skills: usize,
+    /// Optimizer steps per round.
+    pub steps_per_round: u64,
     /// Every evaluation so far, oldest first (the first is at step 0, before any training).
     pub evaluations: &'a [Evaluation],
 }
@@ -70,10 +76,36 @@ pub enum MethodSpec {
     /// Given weights, normalised (the paper's `random` baseline is LEGO 1:1:1:3:5, addition
     /// 13:14:18).
     Fixed { weights: Vec<f64> },
+    /// Skill-It (Algorithm 1) with the published graph of the task and setting, or `graph`.
+    SkillIt {
+        #[serde(flatten)]
+        config: SkillItConfig,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        graph: Option<SkillsGraph>,
+    },
+    /// Skill-It with A = I: sampling ∝ exp(η · loss).
+    NoGraph {
+        #[serde(flatten)]
+        config: SkillItConfig,
+    },
+    /// Skill-It with T = 1: the fixed mixture softmax(η · A · 1).
+    Static {
+        #[serde(flatten)]
+        config: SkillItConfig,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        graph: Option<SkillsGraph>,
+    },
 }
 
 /// The method names the registry knows, for error messages.
-pub const NAMES: [&str; 2] = ["stratified", "fixed"];
+pub const NAMES: [&str; 6] = [
+    "stratified",
+    "fixed",
+    "random",
+    "skill_it",
+    "no_graph",
+    "static",
+];
 
 impl MethodSpec {
     /// A method by name with its default parameters (`fixed` needs weights: `random` preset).
@@ -83,15 +115,69 @@ impl MethodSpec {
             "random" | "fixed" => Ok(MethodSpec::Fixed {
                 weights: paper_random_weights(task, num_skills),
             }),
+            "skill_it" => Ok(MethodSpec::SkillIt {
+                config: SkillItConfig::default(),
+                graph: None,
+            }),
+            "no_graph" => Ok(MethodSpec::NoGraph {
+                config: SkillItConfig::default(),
+            }),
+            "static" => Ok(MethodSpec::Static {
+                config: SkillItConfig::default(),
+                graph: None,
+            }),
             other => Err(Error::flag(
                 "--method",
-                format!("unknown method '{other}' (known: stratified, fixed, random)"),
+                format!("unknown method '{other}' (known: {})", NAMES.join(", ")),
             )),
+        }
+    }
+
+    /// The graph Skill-It uses for `task` (name) and `setting` with `k` skills: the spec's own, else
+    /// the published one, else (no published graph) an error naming the field.
+    pub fn graph(&self, task: &str, setting: &str, k: usize, origin: &str) -> Result<SkillsGraph> {
+        let given = match self {
+            MethodSpec::SkillIt { graph, .. } | MethodSpec::Static { graph, .. } => graph.clone(),
+            MethodSpec::NoGraph { .. } => return Ok(SkillsGraph::identity(k)),
+            _ => None,
+        };
+        match given.or_else(|| SkillsGraph::published(task, setting, k)) {
+            Some(g) => {
+                g.validate(origin, k)?;
+                Ok(g)
+            }
+            None => Err(Error::Invalid {
+                origin: origin.into(),
+                field: "method.graph".into(),
+                message: format!(
+                    "the paper publishes no graph for {task} {setting} with k = {k}; give one \
+                     (train, eval, matrix)"
+                ),
+            }),
         }
     }
 
     /// Checks the parameters against the number of training skills.
     pub fn validate(&self, num_skills: usize, origin: &str) -> Result<()> {
+        if let MethodSpec::SkillIt { config, .. }
+        | MethodSpec::NoGraph { config }
+        | MethodSpec::Static { config, .. } = self
+        {
+            if !(config.eta.is_finite() && config.eta >= 0.0) {
+                return Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: "method.eta".into(),
+                    message: format!("{} must be a finite number ≥ 0", config.eta),
+                });
+            }
+            if config.window == 0 {
+                return Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: "method.window".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
         let bad = |message: String| Error::Invalid {
             origin: origin.into(),
             field: "method.weights".into(),
@@ -114,12 +200,31 @@ impl MethodSpec {
         Ok(())
     }
 
-    /// Builds the method.
-    pub fn build(&self) -> Box<dyn MixtureMethod> {
-        match self {
+    /// Builds the method for `task` in `setting` with `k` skills.
+    pub fn build(&self, task: &str, setting: &str, k: usize) -> Result<Box<dyn MixtureMethod>> {
+        let origin = "method";
+        Ok(match self {
             MethodSpec::Stratified => Box::new(Stratified),
             MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
-        }
+            MethodSpec::SkillIt { config, .. } => Box::new(SkillIt::new(
+                "skill_it",
+                config.clone(),
+                self.graph(task, setting, k, origin)?,
+            )),
+            MethodSpec::NoGraph { config } => Box::new(SkillIt::new(
+                "no_graph",
+                config.clone(),
+                SkillsGraph::identity(k),
+            )),
+            MethodSpec::Static { config, .. } => Box::new(SkillIt::new(
+                "static",
+                SkillItConfig {
+                    update: false,
+                    ..config.clone()
+                },
+                self.graph(task, setting, k, origin)?,
+            )),
+        })
     }
 }
 

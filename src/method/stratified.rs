@@ -30,6 +30,7 @@ mod tests {
             step: 0,
             round: 0,
             num_skills: 5,
+            steps_per_round: 100,
             evaluations: &[],
         };
         assert_eq!(Stratified.mixture(&obs), vec![0.2; 5]);

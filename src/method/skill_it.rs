@@ -1,0 +1,301 @@
+//! `skill_it`: Skill-It's online data selection (Algorithm 1, SPEC §6), and its ablations
+//! `no_graph` (A = I) and `static` (T = 1).
+//!
+//! Initial mixture p_1[i] ∝ exp(η · Σ_j A[i][j]) (the authors start from losses of 1). Before each
+//! later round: p_{t+1}[i] ∝ exp(η · Σ_{τ in window} Σ_j A[i][j] · L_j(τ)), where L_j(τ) is eval
+//! skill j's validation loss; the new mixture is *not* multiplied by the old one. The window is the
+//! last `window` evaluations (the authors' code, every `eval_every` steps, step 0 included) or the
+//! last `window` rounds (the paper: the evaluations at round ends), summed (the code's
+//! pre-training) or averaged (the code's fine-tuning).
+
+use serde::{Deserialize, Serialize};
+
+use super::{MixtureMethod, Observation};
+use crate::graph::SkillsGraph;
+
+/// Which evaluations the window holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowUnit {
+    /// The last `window` evaluations (authors' code; the default).
+    #[default]
+    Evaluations,
+    /// The evaluations at the ends of the last `window` rounds (the paper).
+    Rounds,
+}
+
+/// How the losses in the window combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Summed (authors' code in pre-training; the default).
+    #[default]
+    Sum,
+    /// Averaged (authors' code in fine-tuning).
+    Mean,
+}
+
+/// Skill-It's parameters, with the authors' defaults (LEGO pre-training: η = 0.5, w = 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SkillItConfig {
+    /// The learning rate η of the exponentiated update.
+    pub eta: f64,
+    /// How many evaluations (or rounds) the window holds.
+    pub window: usize,
+    pub window_unit: WindowUnit,
+    pub aggregate: Aggregate,
+    /// Update the mixture every round (false: `static`, T = 1).
+    pub update: bool,
+}
+
+impl Default for SkillItConfig {
+    fn default() -> Self {
+        Self {
+            eta: 0.5,
+            window: 3,
+            window_unit: WindowUnit::Evaluations,
+            aggregate: Aggregate::Sum,
+            update: true,
+        }
+    }
+}
+
+/// Skill-It with a skills graph A (train skills × eval skills).
+#[derive(Debug, Clone)]
+pub struct SkillIt {
+    name: &'static str,
+    config: SkillItConfig,
+    graph: SkillsGraph,
+}
+
+/// softmax(η·s): the mixture ∝ exp(η·s_i), computed stably.
+pub fn exp_weights(eta: f64, scores: &[f64]) -> Vec<f64> {
+    let max = scores.iter().fold(f64::NEG_INFINITY, |m, s| m.max(eta * s));
+    let w: Vec<f64> = scores.iter().map(|s| (eta * s - max).exp()).collect();
+    let total: f64 = w.iter().sum();
+    w.into_iter().map(|x| x / total).collect()
+}
+
+impl SkillIt {
+    /// `name` is the registry name it runs under (`skill_it`, `no_graph`, `static`).
+    pub fn new(name: &'static str, config: SkillItConfig, graph: SkillsGraph) -> Self {
+        Self {
+            name,
+            config,
+            graph,
+        }
+    }
+
+    /// Σ_j A[i][j] · L_j for each train skill i.
+    fn scores(&self, losses: &[f64]) -> Vec<f64> {
+        self.graph
+            .matrix
+            .iter()
+            .map(|row| row.iter().zip(losses).map(|(a, l)| a * l).sum())
+            .collect()
+    }
+
+    /// The eval-skill losses in the window, combined.
+    fn window_losses(&self, observation: &Observation) -> Vec<f64> {
+        let evals: Vec<&super::Evaluation> = match self.config.window_unit {
+            WindowUnit::Evaluations => observation.evaluations.iter().collect(),
+            WindowUnit::Rounds => observation
+                .evaluations
+                .iter()
+                .filter(|e| e.step > 0 && e.step % observation.steps_per_round.max(1) == 0)
+                .collect(),
+        };
+        let window = &evals[evals.len().saturating_sub(self.config.window)..];
+        let m = self.graph.eval_skills.len();
+        let mut total = vec![0.0; m];
+        for e in window {
+            for (j, t) in total.iter_mut().enumerate() {
+                *t += self.graph.eval_loss(e, j);
+            }
+        }
+        if self.config.aggregate == Aggregate::Mean && !window.is_empty() {
+            for t in &mut total {
+                *t /= window.len() as f64;
+            }
+        }
+        total
+    }
+}
+
+impl MixtureMethod for SkillIt {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn params(&self) -> String {
+        let mut p = format!("eta={}", self.config.eta);
+        if self.config.update {
+            p += &format!(";window={}", self.config.window);
+        }
+        p
+    }
+
+    fn mixture(&mut self, observation: &Observation) -> Vec<f64> {
+        let over_train = if observation.round == 0
+            || !self.config.update
+            || observation.evaluations.is_empty()
+        {
+            // Losses of 1 everywhere: p ∝ exp(η · Σ_j A[i][j]).
+            let ones = vec![1.0; self.graph.eval_skills.len()];
+            exp_weights(self.config.eta, &self.scores(&ones))
+        } else {
+            let losses = self.window_losses(observation);
+            exp_weights(self.config.eta, &self.scores(&losses))
+        };
+        // Skills outside the graph's train skills (fine-tuning) get no data.
+        let mut mixture = vec![0.0; observation.num_skills.max(over_train.len())];
+        for (&skill, p) in self.graph.train_skills.iter().zip(over_train) {
+            mixture[skill - 1] = p;
+        }
+        mixture
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::method::Evaluation;
+
+    fn close(a: &[f64], b: &[f64], tol: f64) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < tol, "{a:?} vs {b:?}");
+        }
+    }
+
+    fn first(graph: SkillsGraph, eta: f64) -> Vec<f64> {
+        let config = SkillItConfig {
+            eta,
+            ..SkillItConfig::default()
+        };
+        let k = graph.train_skills.len();
+        SkillIt::new("skill_it", config, graph).mixture(&Observation {
+            step: 0,
+            round: 0,
+            num_skills: k,
+            steps_per_round: 1000,
+            evaluations: &[],
+        })
+    }
+
+    #[test]
+    fn initial_mixtures_of_the_paper() {
+        // LEGO pre-training, η = 0.5, edges s2 → s1, s3, s4 (weight 0.5): row sums 1, 2.5, 1, 1, 1.
+        // exp(0.5) = 1.64872, exp(1.25) = 3.49034; total 4·1.64872 + 3.49034 = 10.08523;
+        // p = [0.16348, 0.34608, 0.16348, 0.16348, 0.16348].
+        let p = first(SkillsGraph::published("lego", "pretrain", 5).unwrap(), 0.5);
+        close(&p, &[0.1635, 0.3461, 0.1635, 0.1635, 0.1635], 5e-5);
+        // Addition pre-training, η = 0.1, edge s2 → s1: row sums 1, 1.5, 1. exp(0.1) = 1.10517,
+        // exp(0.15) = 1.16183; total 3.37218; p = [0.32773, 0.34454, 0.32773].
+        let p = first(
+            SkillsGraph::published("addition", "pretrain", 3).unwrap(),
+            0.1,
+        );
+        close(&p, &[0.3277, 0.3445, 0.3277], 5e-5);
+        // LEGO fine-tuning on s3 over (s1, s2, s3), column [0, 0.5, 1], η = 0.5: exp(0) = 1,
+        // exp(0.25) = 1.28403, exp(0.5) = 1.64872; total 3.93275; p = [0.25427, 0.32650, 0.41923].
+        let p = first(SkillsGraph::published("lego", "finetune", 5).unwrap(), 0.5);
+        close(&p, &[0.2543, 0.3265, 0.4192], 5e-5);
+    }
+
+    #[test]
+    fn one_update_from_given_losses() {
+        // Addition pre-training graph A = [[1, 0, 0], [0.5, 1, 0], [0, 0, 1]], η = 0.1, window 3
+        // evaluations summed. Evaluations (loss per skill): step 0 [2.0, 2.0, 2.0], step 50
+        // [1.0, 2.0, 3.0], step 100 [0.5, 1.5, 2.5], step 150 [0.2, 1.0, 2.0]. The window holds the
+        // last three: sums L = [1.7, 4.5, 7.5]. Scores A·L = [1.7, 0.85 + 4.5, 7.5] = [1.7, 5.35, 7.5];
+        // η·scores = [0.17, 0.535, 0.75]; exp = [1.18530, 1.70743, 2.11700]; total 5.00973;
+        // p = [0.23660, 0.34082, 0.42258].
+        let graph = SkillsGraph::published("addition", "pretrain", 3).unwrap();
+        let mut m = SkillIt::new(
+            "skill_it",
+            SkillItConfig {
+                eta: 0.1,
+                ..SkillItConfig::default()
+            },
+            graph,
+        );
+        let e = |step, loss: [f64; 3]| Evaluation {
+            step,
+            loss: loss.to_vec(),
+            accuracy: vec![0.0; 3],
+        };
+        let evals = [
+            e(0, [2.0, 2.0, 2.0]),
+            e(50, [1.0, 2.0, 3.0]),
+            e(100, [0.5, 1.5, 2.5]),
+            e(150, [0.2, 1.0, 2.0]),
+        ];
+        let obs = Observation {
+            step: 150,
+            round: 1,
+            num_skills: 3,
+            steps_per_round: 150,
+            evaluations: &evals,
+        };
+        close(&m.mixture(&obs), &[0.23660, 0.34082, 0.42258], 5e-5);
+        // Rounds of 50 steps with a window of 2 rounds: the evaluations at steps 100 and 150,
+        // averaged: L = [0.35, 1.25, 2.25]; A·L = [0.35, 1.425, 2.25]; η·A·L = [0.035, 0.1425,
+        // 0.225]; exp = [1.03562, 1.15315, 1.25232]; total 3.44109; p = [0.30096, 0.33511, 0.36393].
+        let mut m2 = SkillIt::new(
+            "skill_it",
+            SkillItConfig {
+                eta: 0.1,
+                window: 2,
+                window_unit: WindowUnit::Rounds,
+                aggregate: Aggregate::Mean,
+                update: true,
+            },
+            SkillsGraph::published("addition", "pretrain", 3).unwrap(),
+        );
+        let obs = Observation {
+            steps_per_round: 50,
+            ..obs
+        };
+        close(&m2.mixture(&obs), &[0.30096, 0.33511, 0.36393], 5e-5);
+    }
+
+    #[test]
+    fn special_cases() {
+        let evals = [Evaluation {
+            step: 0,
+            loss: vec![0.3, 0.6, 0.9],
+            accuracy: vec![0.0; 3],
+        }];
+        let obs = Observation {
+            step: 100,
+            round: 1,
+            num_skills: 3,
+            steps_per_round: 100,
+            evaluations: &evals,
+        };
+        // The complete graph (all ones) gives every skill the same score: stratified.
+        let complete = SkillsGraph::from_matrix(vec![vec![1.0; 3]; 3]).unwrap();
+        let mut m = SkillIt::new("skill_it", SkillItConfig::default(), complete);
+        close(&m.mixture(&obs), &[1.0 / 3.0; 3], 1e-12);
+        // A = I (no_graph): softmax(η · loss) = softmax([0.15, 0.3, 0.45]):
+        // exp = [1.16183, 1.34986, 1.56831]; total 4.08000; p = [0.28476, 0.33085, 0.38439].
+        let mut m = SkillIt::new(
+            "no_graph",
+            SkillItConfig::default(),
+            SkillsGraph::identity(3),
+        );
+        close(&m.mixture(&obs), &[0.28476, 0.33085, 0.38439], 5e-5);
+        // static (T = 1) keeps the initial mixture whatever the losses: A = I gives uniform.
+        let mut m = SkillIt::new(
+            "static",
+            SkillItConfig {
+                update: false,
+                ..SkillItConfig::default()
+            },
+            SkillsGraph::identity(3),
+        );
+        close(&m.mixture(&obs), &[1.0 / 3.0; 3], 1e-12);
+    }
+}
