@@ -100,7 +100,17 @@ pub struct RunConfig {
     pub method: MethodSpec,
     #[serde(default)]
     pub seed: u64,
+    /// Fine-tuning's target skill (1-based); required by `setting = "finetune"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<usize>,
+    /// The skills the run trains on (1-based). Default: all of them in pre-training; in fine-tuning
+    /// the published graph's (the target and its prerequisites), else skills 1..=target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_skills: Option<Vec<usize>>,
 }
+
+/// The settings of SPEC §1 that skillit runs.
+pub const SETTINGS: [&str; 2] = ["pretrain", "finetune"];
 
 fn default_setting() -> String {
     "pretrain".into()
@@ -184,6 +194,8 @@ impl Preset {
             training,
             method: MethodSpec::Stratified,
             seed: 0,
+            target: None,
+            train_skills: None,
         }
     }
 }
@@ -199,6 +211,8 @@ struct RunFile {
     training: Option<toml::Table>,
     method: Option<MethodSpec>,
     seed: Option<u64>,
+    target: Option<usize>,
+    train_skills: Option<Vec<usize>>,
 }
 
 /// Merges `overrides` over the serialized `base` and deserializes the result, so a file may set any
@@ -224,6 +238,22 @@ fn merge<T: Serialize + for<'de> Deserialize<'de>>(
 }
 
 impl RunConfig {
+    /// The skills the run trains on (see [`RunConfig::train_skills`]'s field docs).
+    pub fn train_skills(&self, task: &dyn skillit_synthetic::Task) -> Vec<usize> {
+        if let Some(s) = &self.train_skills {
+            return s.clone();
+        }
+        match (self.setting.as_str(), self.target) {
+            ("finetune", Some(target)) => {
+                crate::graph::SkillsGraph::published(task.name(), "finetune", task.num_skills())
+                    .filter(|g| g.eval_skills == [target])
+                    .map(|g| g.train_skills)
+                    .unwrap_or_else(|| (1..=target).collect())
+            }
+            _ => (1..=task.num_skills()).collect(),
+        }
+    }
+
     /// Reads a run file: a preset (file field or `preset` argument, default `laptop`) with the
     /// file's fields over it.
     pub fn from_file(path: &Path, preset: Option<Preset>, task_hint: &str) -> Result<Self> {
@@ -255,6 +285,8 @@ impl RunConfig {
             training: merge(&base.training, file.training, &origin, "training")?,
             method: file.method.unwrap_or(base.method.clone()),
             seed: file.seed.unwrap_or(base.seed),
+            target: file.target,
+            train_skills: file.train_skills,
         };
         config.validate(&origin)?;
         Ok(config)
@@ -321,6 +353,30 @@ impl RunConfig {
                     "{} warm-up steps leave none of the {} steps to decay",
                     t.warmup, t.steps
                 ),
+            );
+        }
+        if !SETTINGS.contains(&self.setting.as_str()) {
+            return bad(
+                "setting",
+                format!("'{}' is not one of {}", self.setting, SETTINGS.join(", ")),
+            );
+        }
+        let k = task.num_skills();
+        if let Some(target) = self.target {
+            if target == 0 || target > k {
+                return bad("target", format!("skill {target} is not in 1..={k}"));
+            }
+        } else if self.setting == "finetune" {
+            return bad(
+                "target",
+                "fine-tuning needs a target skill (target = N)".into(),
+            );
+        }
+        let train = self.train_skills(task.as_ref());
+        if train.is_empty() || train.iter().any(|&s| s == 0 || s > k) {
+            return bad(
+                "train_skills",
+                format!("{train:?} must be skills in 1..={k}"),
             );
         }
         self.method.validate(task.num_skills(), origin)?;

@@ -319,7 +319,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 "training {} with {} on {} ({}), {} steps, seed {}",
                 task.describe(),
                 run.method
-                    .build(task.name(), &run.setting, task.num_skills())?
+                    .build(task.name(), &run.setting, task.num_skills(), run.target)?
                     .name(),
                 selected.backend,
                 selected.adapter,

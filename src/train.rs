@@ -21,7 +21,7 @@ use skillit_synthetic::{stream_rng, Example, Purpose, Task, TrainStream, Validat
 
 use crate::config::{LossKind, RunConfig};
 use crate::device::Selected;
-use crate::method::{Evaluation, MixtureMethod, Observation};
+use crate::method::{Evaluation, MixtureMethod, Observation, Plan, ScoredPool};
 use crate::model::Transformer;
 use crate::results::{write_atomic, MetricsRow, METRICS_COLUMNS};
 use crate::{Error, Result};
@@ -69,7 +69,7 @@ pub struct Manifest {
     pub eval_time_s: f64,
     pub ms_per_step: f64,
     pub steps_done: u64,
-    /// Training examples drawn per skill (1-based skill order).
+    /// Training examples trained on per skill (1-based skill order).
     pub examples_per_skill: Vec<u64>,
     pub num_params: usize,
     pub evaluations: Vec<Evaluation>,
@@ -84,15 +84,24 @@ pub fn default_run_id(config: &RunConfig, method: &dyn MixtureMethod) -> String 
     format!("{task}-{}-s{}", method.name(), config.seed)
 }
 
-/// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill takes the
-/// remainder (SPEC §6; the authors' `_generate_data_segment`).
+/// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill with a
+/// positive weight takes the remainder (SPEC §6; the authors' `_generate_data_segment`, whose skill
+/// list holds only the skills being trained).
 pub fn exact_counts(mixture: &[f64], n: usize) -> Vec<usize> {
     let mut counts: Vec<usize> = mixture
         .iter()
         .map(|p| (p * n as f64).floor() as usize)
         .collect();
-    let assigned: usize = counts[..counts.len() - 1].iter().sum();
-    let last = counts.len() - 1;
+    let last = mixture
+        .iter()
+        .rposition(|&p| p > 0.0)
+        .unwrap_or(counts.len() - 1);
+    let assigned: usize = counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != last)
+        .map(|(_, c)| c)
+        .sum();
     counts[last] = n.saturating_sub(assigned);
     counts
 }
@@ -218,6 +227,22 @@ pub fn evaluate(
         loss,
         accuracy,
     }
+}
+
+/// Each example's answer-token cross-entropy under `model` (the curricula's difficulty score).
+pub fn score(model: &Transformer, examples: &[Example], device: &Device) -> Vec<f64> {
+    const CHUNK: usize = 512;
+    let mut out = Vec::with_capacity(examples.len());
+    let refs: Vec<&Example> = examples.iter().collect();
+    for chunk in refs.chunks(CHUNK) {
+        let lp = model.answer_log_probs(tokens_tensor(chunk, device), chunk[0].answer_pos);
+        let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
+        let answers =
+            Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
+        let picked = lp.gather(1, answers).reshape([chunk.len()]);
+        out.extend(picked.into_data().iter::<f64>().map(|x| -x));
+    }
+    out
 }
 
 /// One batch's training loss (a scalar tensor on the autodiff device).
@@ -359,9 +384,13 @@ pub fn train(
     let task = config.task.build()?;
     let k = task.num_skills();
     let t = &config.training;
-    let mut method = config
-        .method
-        .build(task.name(), &config.setting, task.num_skills())?;
+    let mut method = config.method.build(
+        task.name(),
+        &config.setting,
+        task.num_skills(),
+        config.target,
+    )?;
+    let train_skills = config.train_skills(task.as_ref());
     let run_id = run_id
         .map(String::from)
         .unwrap_or_else(|| default_run_id(config, method.as_ref()));
@@ -385,6 +414,24 @@ pub fn train(
     let mut status = RunStatus::Finished;
     let mut step: u64 = 0;
     let mut round = 0usize;
+    let mut trained = vec![0u64; k];
+
+    // The example-level curricula choose from a stratified pool of the whole budget, scored by
+    // the initial model.
+    let mut pool: Vec<Example> = Vec::new();
+    if method.wants_pool() {
+        let uniform = vec![1.0 / train_skills.len() as f64; train_skills.len()];
+        let mixture = crate::method::expand(&uniform, &train_skills, k);
+        let counts = exact_counts(&mixture, t.steps as usize * t.batch_size);
+        for (skill, &c) in counts.iter().enumerate() {
+            pool.extend(stream.take(skill + 1, c)?);
+        }
+        let losses = score(&model.valid(), &pool, &selected.device);
+        method.set_pool(ScoredPool {
+            skills: pool.iter().map(|e| e.skill).collect(),
+            losses,
+        });
+    }
 
     let mut recorder = Recorder {
         paths: &paths,
@@ -396,35 +443,52 @@ pub fn train(
         evaluations: Vec::new(),
         eval_time: 0.0,
     };
-    // The mixture recorded at step 0 is the first round's.
-    let mut mixture = method.mixture(&Observation {
-        step: 0,
-        round: 0,
-        num_skills: k,
-        steps_per_round,
-        evaluations: &[],
-    });
-    recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
-
+    let mut mixture: Vec<f64>;
     'rounds: while step < t.steps {
-        if round > 0 {
-            let history = recorder.history();
-            mixture = method.mixture(&Observation {
-                step,
-                round,
-                num_skills: k,
-                steps_per_round,
-                evaluations: &history,
-            });
-        }
-        let round_steps = steps_per_round.min(t.steps - step);
+        let history = recorder.history();
+        let observation = Observation {
+            step,
+            round,
+            num_skills: k,
+            train_skills: &train_skills,
+            steps_per_round,
+            total_steps: t.steps,
+            batch_size: t.batch_size,
+            evaluations: &history,
+        };
+        let round_steps = method
+            .round_steps(&observation, steps_per_round)
+            .clamp(1, t.steps - step);
         let n = round_steps as usize * t.batch_size;
-        let counts = exact_counts(&mixture, n);
-        let mut examples = Vec::with_capacity(n);
-        for (skill, &c) in counts.iter().enumerate() {
-            examples.extend(stream.take(skill + 1, c)?);
+        let mut round_rng = stream_rng(config.seed, PURPOSE_SHUFFLE, round as u64);
+        let mut examples = match method.plan(&observation, n, &mut round_rng) {
+            Plan::Mixture(m) => {
+                let counts = exact_counts(&m, n);
+                mixture = m;
+                let mut examples = Vec::with_capacity(n);
+                for (skill, &c) in counts.iter().enumerate() {
+                    examples.extend(stream.take(skill + 1, c)?);
+                }
+                examples
+            }
+            Plan::Pool(indices) => {
+                let examples: Vec<Example> = indices.iter().map(|&i| pool[i].clone()).collect();
+                // The weight column records the proportions actually drawn.
+                mixture = vec![0.0; k];
+                for e in &examples {
+                    mixture[e.skill - 1] += 1.0 / examples.len() as f64;
+                }
+                examples
+            }
+        };
+        if step == 0 {
+            // The mixture recorded at step 0 is the first round's.
+            recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
         }
-        examples.shuffle(&mut stream_rng(config.seed, PURPOSE_SHUFFLE, round as u64));
+        examples.shuffle(&mut round_rng);
+        for e in &examples {
+            trained[e.skill - 1] += 1;
+        }
         for batch in examples.chunks(t.batch_size) {
             let t0 = Instant::now();
             let batch: Vec<&Example> = batch.iter().collect();
@@ -480,7 +544,7 @@ pub fn train(
             0.0
         },
         steps_done: step,
-        examples_per_skill: (1..=k).map(|s| stream.yielded(s)).collect(),
+        examples_per_skill: trained,
         num_params,
         evaluations: recorder.history(),
     };
@@ -547,6 +611,13 @@ mod tests {
         let p: Vec<f64> = [1.0, 1.0, 1.0, 3.0, 5.0].iter().map(|w| w / 11.0).collect();
         assert_eq!(exact_counts(&p, 32), vec![2, 2, 2, 8, 18]);
         assert_eq!(exact_counts(&[0.2; 5], 32_000), vec![6400; 5]);
+        // Fine-tuning on s1..s3 of five skills: 1/3 · 640 = 213.33 → 213 for s1 and s2, and the
+        // remainder 640 − 426 = 214 goes to s3, the last trained skill, not to s5.
+        let third = 1.0 / 3.0;
+        assert_eq!(
+            exact_counts(&[third, third, third, 0.0, 0.0], 640),
+            vec![213, 213, 214, 0, 0]
+        );
     }
 
     #[test]

@@ -98,6 +98,8 @@ fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Mani
             weights: vec![1.0, 0.0, 0.0],
         },
         seed: 3,
+        target: None,
+        train_skills: None,
     };
     let selected = select(device).unwrap();
     train(&config, &selected, out, None, &mut |_| {}).unwrap()
@@ -195,11 +197,13 @@ fn the_validation_set_is_the_fixed_one() {
 
 #[test]
 fn every_method_runs_end_to_end_and_records_its_mixture() {
-    // LEGO k = 5 (the published graph's size), a tiny model, 40 steps in rounds of 20.
+    // LEGO k = 5 (the published graph's size), a tiny model, 40 steps in rounds of 20;
+    // target_only in fine-tuning on s3 (trained on s3 alone), the others in pre-training.
     for name in skillit::method::NAMES {
         let dir = tempfile::tempdir().unwrap();
+        let finetune = name == "target_only";
         let config = RunConfig {
-            setting: "pretrain".into(),
+            setting: if finetune { "finetune" } else { "pretrain" }.into(),
             task: lego(5),
             model: tiny_model(),
             training: TrainingConfig {
@@ -212,6 +216,8 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             },
             method: MethodSpec::from_name(name, 5, "lego").unwrap(),
             seed: 1,
+            target: finetune.then_some(3),
+            train_skills: None,
         };
         let m = train(
             &config,
@@ -236,12 +242,88 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
                 "{name}: weights at step {step} sum to {total}"
             );
         }
+        if finetune {
+            assert_eq!(m.examples_per_skill, vec![0, 0, 40 * 32, 0, 0]);
+        }
+        if name.contains("curriculum") {
+            // The weight column records what each round drew; every round's weights sum to 1.
+            assert!(
+                rows.iter().any(|r| r.weight > 0.0 && r.weight < 1.0) || name.starts_with("skill")
+            );
+        }
         if name == "skill_it" {
             // Round 0: the published graph's initial mixture, s2 at 0.3461 (SPEC §6).
             let s2 = rows.iter().find(|r| r.step == 0 && r.skill == 2).unwrap();
             assert!((s2.weight - 0.3461).abs() < 1e-4);
         }
     }
+}
+
+#[test]
+fn fine_tuning_trains_the_target_and_its_prerequisites() {
+    // LEGO fine-tuning on s3: the published graph's train skills are s1, s2, s3 (SPEC §7), so
+    // stratified spreads 60 steps × 32 = 1,920 examples over them (per round of 640: 1/3·640 =
+    // 213.33 → 213, 213 and the remainder 214 to s3), none of s4, s5.
+    let dir = tempfile::tempdir().unwrap();
+    let config = RunConfig {
+        setting: "finetune".into(),
+        task: lego(5),
+        model: tiny_model(),
+        training: TrainingConfig {
+            steps: 60,
+            warmup: 5,
+            steps_per_round: 20,
+            eval_every: 20,
+            val_per_skill: 20,
+            ..TrainingConfig::default()
+        },
+        method: MethodSpec::Stratified,
+        seed: 2,
+        target: Some(3),
+        train_skills: None,
+    };
+    let m = train(
+        &config,
+        &select(DeviceKind::Flex).unwrap(),
+        dir.path(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(m.examples_per_skill, vec![639, 639, 642, 0, 0]);
+    // Skill-It in fine-tuning starts from [0.2543, 0.3265, 0.4192] (SPEC §6).
+    let skill_it = RunConfig {
+        method: MethodSpec::from_name("skill_it", 5, "lego").unwrap(),
+        ..config.clone()
+    };
+    let dir2 = tempfile::tempdir().unwrap();
+    train(
+        &skill_it,
+        &select(DeviceKind::Flex).unwrap(),
+        dir2.path(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
+    let rows = skillit::results::read_metrics(dir2.path()).unwrap();
+    let w: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.step == 0)
+        .map(|r| r.weight)
+        .collect();
+    for (a, e) in w.iter().zip([0.2543, 0.3265, 0.4192, 0.0, 0.0]) {
+        assert!((a - e).abs() < 1e-4, "{w:?}");
+    }
+    // A fine-tuning run without a target is a config error.
+    let bad = RunConfig {
+        target: None,
+        ..config
+    };
+    assert!(bad
+        .validate("test")
+        .unwrap_err()
+        .to_string()
+        .contains("target"));
 }
 
 #[test]

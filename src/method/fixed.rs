@@ -44,7 +44,10 @@ mod tests {
             step: 0,
             round: 0,
             num_skills: 5,
+            train_skills: &[1, 2, 3, 4, 5],
             steps_per_round: 100,
+            total_steps: 1000,
+            batch_size: 32,
             evaluations: &[],
         };
         let p = m.mixture(&obs);

@@ -5,13 +5,19 @@
 //! state serialises, so a run can resume exactly. A new method is one file plus one line in
 //! [`build`].
 
+mod curriculum;
 mod fixed;
+mod skill_curriculum;
 mod skill_it;
 mod stratified;
+mod target_only;
 
+pub use curriculum::Curriculum;
 pub use fixed::Fixed;
+pub use skill_curriculum::{SkillCurriculum, SkillCurriculumConfig};
 pub use skill_it::{exp_weights, Aggregate, SkillIt, SkillItConfig, WindowUnit};
 pub use stratified::Stratified;
+pub use target_only::TargetOnly;
 
 use crate::graph::SkillsGraph;
 
@@ -37,10 +43,36 @@ pub struct Observation<'a> {
     pub round: usize,
     /// The number of skills of the task (the mixture's length).
     pub num_skills: usize,
-    /// Optimizer steps per round.
+    /// The skills the setting trains on (1-based ids): all of them in pre-training, the target and
+    /// its prerequisites in fine-tuning.
+    pub train_skills: &'a [usize],
+    /// Optimizer steps per round (the config's; a method may set its own round lengths).
     pub steps_per_round: u64,
+    /// The run's whole budget in optimizer steps.
+    pub total_steps: u64,
+    /// Examples per optimizer step.
+    pub batch_size: usize,
     /// Every evaluation so far, oldest first (the first is at step 0, before any training).
     pub evaluations: &'a [Evaluation],
+}
+
+/// What a method asks the next round to train on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Examples drawn from the training streams with these skill proportions (length k).
+    Mixture(Vec<f64>),
+    /// These examples of the scored pool (indices into it), in this order.
+    Pool(Vec<usize>),
+}
+
+/// The pool the example-level curricula choose from: `n` examples drawn stratified over the train
+/// skills, scored by the initial model's answer-token loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPool {
+    /// Each example's skill (1-based).
+    pub skills: Vec<usize>,
+    /// Each example's answer-token cross-entropy under the initial model (nats).
+    pub losses: Vec<f64>,
 }
 
 /// A way of choosing the training data mixture.
@@ -54,6 +86,31 @@ pub trait MixtureMethod: Send {
 
     /// The proportions of each training skill for the next round; non-negative, summing to 1.
     fn mixture(&mut self, observation: &Observation) -> Vec<f64>;
+
+    /// What the next round trains on: by default, a round drawn with [`MixtureMethod::mixture`]'s
+    /// proportions. `rng` is the round's own stream.
+    /// `n` is the number of examples the round holds.
+    fn plan(
+        &mut self,
+        observation: &Observation,
+        _n: usize,
+        _rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Plan {
+        Plan::Mixture(self.mixture(observation))
+    }
+
+    /// How many optimizer steps the next round lasts (`default`: the config's steps per round).
+    fn round_steps(&mut self, _observation: &Observation, default: u64) -> u64 {
+        default
+    }
+
+    /// Whether the method needs the scored pool ([`MixtureMethod::set_pool`]) before round 0.
+    fn wants_pool(&self) -> bool {
+        false
+    }
+
+    /// Receives the scored pool.
+    fn set_pool(&mut self, _pool: ScoredPool) {}
 
     /// The method's state, to resume a run exactly.
     fn state(&self) -> serde_json::Value {
@@ -95,6 +152,22 @@ pub enum MethodSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         graph: Option<SkillsGraph>,
     },
+    /// Only the target skill (fine-tuning).
+    TargetOnly,
+    /// Examples of the pool from the lowest initial loss up, linear pacing over the rounds.
+    Curriculum,
+    /// The same from the highest initial loss down.
+    Anticurriculum,
+    /// Skills one after the other from the lowest mean initial loss, then the whole pool.
+    SkillCurriculum {
+        #[serde(flatten)]
+        config: SkillCurriculumConfig,
+    },
+    /// The same from the highest mean initial loss.
+    SkillAnticurriculum {
+        #[serde(flatten)]
+        config: SkillCurriculumConfig,
+    },
 }
 
 /// The method names the registry knows, for error messages.
@@ -125,6 +198,15 @@ impl MethodSpec {
             "static" => Ok(MethodSpec::Static {
                 config: SkillItConfig::default(),
                 graph: None,
+            }),
+            "target_only" => Ok(MethodSpec::TargetOnly),
+            "curriculum" => Ok(MethodSpec::Curriculum),
+            "anticurriculum" => Ok(MethodSpec::Anticurriculum),
+            "skill_curriculum" => Ok(MethodSpec::SkillCurriculum {
+                config: SkillCurriculumConfig::default(),
+            }),
+            "skill_anticurriculum" => Ok(MethodSpec::SkillAnticurriculum {
+                config: SkillCurriculumConfig::default(),
             }),
             other => Err(Error::flag(
                 "--method",
@@ -183,6 +265,17 @@ impl MethodSpec {
             field: "method.weights".into(),
             message,
         };
+        if let MethodSpec::SkillCurriculum { config } | MethodSpec::SkillAnticurriculum { config } =
+            self
+        {
+            if !(config.frac.is_finite() && config.frac >= 0.0) {
+                return Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: "method.frac".into(),
+                    message: format!("{} must be a finite number ≥ 0", config.frac),
+                });
+            }
+        }
         if let MethodSpec::Fixed { weights } = self {
             if weights.len() != num_skills {
                 return Err(bad(format!(
@@ -200,10 +293,37 @@ impl MethodSpec {
         Ok(())
     }
 
-    /// Builds the method for `task` in `setting` with `k` skills.
-    pub fn build(&self, task: &str, setting: &str, k: usize) -> Result<Box<dyn MixtureMethod>> {
+    /// Builds the method for `task` in `setting` with `k` skills; `target` is the fine-tuning
+    /// target skill.
+    pub fn build(
+        &self,
+        task: &str,
+        setting: &str,
+        k: usize,
+        target: Option<usize>,
+    ) -> Result<Box<dyn MixtureMethod>> {
         let origin = "method";
         Ok(match self {
+            MethodSpec::TargetOnly => match target {
+                Some(t) => Box::new(TargetOnly::new(t)),
+                None => {
+                    return Err(Error::Invalid {
+                        origin: origin.into(),
+                        field: "target".into(),
+                        message: "target_only needs a target skill (setting = \"finetune\", \
+                                  target = N)"
+                            .into(),
+                    })
+                }
+            },
+            MethodSpec::Curriculum => Box::new(Curriculum::new(false)),
+            MethodSpec::Anticurriculum => Box::new(Curriculum::new(true)),
+            MethodSpec::SkillCurriculum { config } => {
+                Box::new(SkillCurriculum::new(false, config.clone()))
+            }
+            MethodSpec::SkillAnticurriculum { config } => {
+                Box::new(SkillCurriculum::new(true, config.clone()))
+            }
             MethodSpec::Stratified => Box::new(Stratified),
             MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
             MethodSpec::SkillIt { config, .. } => Box::new(SkillIt::new(
@@ -226,6 +346,16 @@ impl MethodSpec {
             )),
         })
     }
+}
+
+/// Spreads `over_train` (one weight per train skill, in `train_skills` order) into a mixture over
+/// all `k` skills, zero outside the train skills.
+pub fn expand(over_train: &[f64], train_skills: &[usize], k: usize) -> Vec<f64> {
+    let mut mixture = vec![0.0; k];
+    for (&skill, &p) in train_skills.iter().zip(over_train) {
+        mixture[skill - 1] = p;
+    }
+    mixture
 }
 
 /// The paper's imbalanced `random` mixture (SPEC §9): LEGO 1:1:1:3:5, addition 13:14:18. For other

@@ -149,11 +149,11 @@ impl MixtureMethod for SkillIt {
             exp_weights(self.config.eta, &self.scores(&losses))
         };
         // Skills outside the graph's train skills (fine-tuning) get no data.
-        let mut mixture = vec![0.0; observation.num_skills.max(over_train.len())];
-        for (&skill, p) in self.graph.train_skills.iter().zip(over_train) {
-            mixture[skill - 1] = p;
-        }
-        mixture
+        super::expand(
+            &over_train,
+            &self.graph.train_skills,
+            observation.num_skills,
+        )
     }
 }
 
@@ -179,7 +179,10 @@ mod tests {
             step: 0,
             round: 0,
             num_skills: k,
+            train_skills: &[1, 2, 3, 4, 5],
             steps_per_round: 1000,
+            total_steps: 1000,
+            batch_size: 32,
             evaluations: &[],
         })
     }
@@ -236,7 +239,10 @@ mod tests {
             step: 150,
             round: 1,
             num_skills: 3,
+            train_skills: &[1, 2, 3],
             steps_per_round: 150,
+            total_steps: 1000,
+            batch_size: 32,
             evaluations: &evals,
         };
         close(&m.mixture(&obs), &[0.23660, 0.34082, 0.42258], 5e-5);
@@ -272,7 +278,10 @@ mod tests {
             step: 100,
             round: 1,
             num_skills: 3,
+            train_skills: &[1, 2, 3],
             steps_per_round: 100,
+            total_steps: 1000,
+            batch_size: 32,
             evaluations: &evals,
         };
         // The complete graph (all ones) gives every skill the same score: stratified.

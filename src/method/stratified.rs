@@ -16,7 +16,9 @@ impl MixtureMethod for Stratified {
     }
 
     fn mixture(&mut self, observation: &Observation) -> Vec<f64> {
-        vec![1.0 / observation.num_skills as f64; observation.num_skills]
+        let n = observation.train_skills.len() as f64;
+        let uniform = vec![1.0 / n; observation.train_skills.len()];
+        super::expand(&uniform, observation.train_skills, observation.num_skills)
     }
 }
 
@@ -30,9 +32,22 @@ mod tests {
             step: 0,
             round: 0,
             num_skills: 5,
+            train_skills: &[1, 2, 3, 4, 5],
             steps_per_round: 100,
+            total_steps: 1000,
+            batch_size: 32,
             evaluations: &[],
         };
         assert_eq!(Stratified.mixture(&obs), vec![0.2; 5]);
+        // Fine-tuning on s3 with prerequisites s1, s2: uniform over those three.
+        let obs = Observation {
+            train_skills: &[1, 2, 3],
+            ..obs
+        };
+        let third = 1.0 / 3.0;
+        assert_eq!(
+            Stratified.mixture(&obs),
+            vec![third, third, third, 0.0, 0.0]
+        );
     }
 }
