@@ -14,7 +14,7 @@ use skillit::report::{build_report, render_comparisons, write_report, Format as 
 use skillit::results::read_metrics;
 use skillit::stats::{compare, CompareOptions, Metric};
 use skillit::synthetic::LegoGraph;
-use skillit::train::{train, Progress, RunStatus};
+use skillit::train::{train, Flow, Progress, RunStatus};
 
 /// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
 #[derive(Parser)]
@@ -335,12 +335,16 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .progress_chars("=> "),
             );
             let mut last_acc = f64::NAN;
-            let mut on_progress = |p: Progress| match p {
-                Progress::Step { step, loss } => {
-                    bar.set_position(step);
-                    bar.set_message(format!("loss {loss:.4}, val acc {last_acc:.3}"));
+            let mut on_progress = |p: Progress| {
+                match p {
+                    Progress::Step { step, loss } => {
+                        bar.set_position(step);
+                        bar.set_message(format!("loss {loss:.4}, val acc {last_acc:.3}"));
+                    }
+                    Progress::Eval { accuracy, .. } => last_acc = accuracy,
+                    Progress::RoundEnd { .. } => {}
                 }
-                Progress::Eval { accuracy, .. } => last_acc = accuracy,
+                Flow::Continue
             };
             let manifest = train(&run, &selected, &out, None, &mut on_progress)?;
             bar.finish();

@@ -16,7 +16,7 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use skillit_synthetic::{stream_rng, Example, Purpose, Task, TrainStream, ValidationSet};
 
 use crate::config::{LossKind, RunConfig};
@@ -40,6 +40,31 @@ pub enum Progress {
     Step { step: u64, loss: f64 },
     /// An evaluation finished; `accuracy` is the mean over skills.
     Eval { step: u64, accuracy: f64, loss: f64 },
+    /// A round finished and its checkpoint is on disk; answering [`Flow::Stop`] ends the run here
+    /// (status `stopped`), and training the same config into the same folder resumes it.
+    RoundEnd { round: usize, step: u64 },
+}
+
+/// Whether the loop goes on after a [`Progress`] report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The state saved at every round boundary (with the model and optimizer files it names), so that a
+/// run resumes exactly: the examples and mixtures of the rounds before are re-derived from the
+/// seed and the recorded evaluations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The run config, to refuse resuming a folder of another run.
+    config: RunConfig,
+    step: u64,
+    round: usize,
+    evaluations: Vec<(Evaluation, Vec<f64>)>,
+    trained: Vec<u64>,
+    train_time: f64,
+    eval_time: f64,
 }
 
 /// How a run ended.
@@ -47,7 +72,14 @@ pub enum Progress {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum RunStatus {
     Finished,
-    Failed { reason: String, step: u64 },
+    Failed {
+        reason: String,
+        step: u64,
+    },
+    /// Stopped at a round boundary by the caller; the checkpoint resumes it.
+    Stopped {
+        step: u64,
+    },
 }
 
 /// What a finished (or failed) run recorded.
@@ -326,6 +358,18 @@ impl RunPaths {
     pub fn weights(&self) -> PathBuf {
         self.dir.join("model.bpk")
     }
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.dir.join("checkpoint")
+    }
+    fn checkpoint_state(&self) -> PathBuf {
+        self.checkpoint_dir().join("state.json")
+    }
+    fn checkpoint_model(&self, step: u64) -> PathBuf {
+        self.checkpoint_dir().join(format!("model-{step}.bpk"))
+    }
+    fn checkpoint_optim(&self, step: u64) -> PathBuf {
+        self.checkpoint_dir().join(format!("optim-{step}.bpk"))
+    }
 }
 
 fn metrics_csv(
@@ -370,7 +414,7 @@ pub fn train(
     selected: &Selected,
     out: &Path,
     run_id: Option<&str>,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<Manifest> {
     config.validate("run config")?;
     std::fs::create_dir_all(out).map_err(|source| Error::Io {
@@ -443,7 +487,77 @@ pub fn train(
         evaluations: Vec::new(),
         eval_time: 0.0,
     };
-    let mut mixture: Vec<f64>;
+
+    // Resume from the last round boundary when the folder holds this run's checkpoint.
+    if let Some(ck) = read_checkpoint(&paths, config)? {
+        let load_error = |what: &str, e: String| Error::Invalid {
+            origin: paths.checkpoint_dir().display().to_string(),
+            field: what.into(),
+            message: format!("cannot be loaded: {e}"),
+        };
+        model = model
+            .try_load_file(paths.checkpoint_model(ck.step))
+            .map_err(|e| load_error("model", format!("{e:?}")))?;
+        // The loaded parameters keep their saved ids: build the optimizer's no-decay group from
+        // them, then load its state.
+        optim = optimizer(&model, t)
+            .load(paths.checkpoint_optim(ck.step))
+            .map_err(|e| load_error("optimizer", format!("{e:?}")))?;
+        // Re-derive the rounds before: the same plans from the same history and random streams
+        // advance the training streams exactly as the interrupted run did.
+        let mut replay_step = 0;
+        for r in 0..ck.round {
+            let history: Vec<Evaluation> = if replay_step == 0 {
+                Vec::new()
+            } else {
+                ck.evaluations
+                    .iter()
+                    .filter(|(e, _)| e.step <= replay_step)
+                    .map(|(e, _)| e.clone())
+                    .collect()
+            };
+            let observation = Observation {
+                step: replay_step,
+                round: r,
+                num_skills: k,
+                train_skills: &train_skills,
+                steps_per_round,
+                total_steps: t.steps,
+                batch_size: t.batch_size,
+                evaluations: &history,
+            };
+            let round_steps = method
+                .round_steps(&observation, steps_per_round)
+                .clamp(1, t.steps - replay_step);
+            let mut round_rng = stream_rng(config.seed, PURPOSE_SHUFFLE, r as u64);
+            draw_round(
+                method.as_mut(),
+                &observation,
+                round_steps as usize * t.batch_size,
+                &mut round_rng,
+                &mut stream,
+                &pool,
+            )?;
+            replay_step += round_steps;
+        }
+        if replay_step != ck.step {
+            return Err(Error::Invalid {
+                origin: paths.checkpoint_dir().display().to_string(),
+                field: "step".into(),
+                message: format!(
+                    "the checkpoint is at step {} but its rounds end at step {replay_step}",
+                    ck.step
+                ),
+            });
+        }
+        step = ck.step;
+        round = ck.round;
+        trained = ck.trained;
+        train_time = ck.train_time;
+        recorder.eval_time = ck.eval_time;
+        recorder.evaluations = ck.evaluations;
+    }
+
     'rounds: while step < t.steps {
         let history = recorder.history();
         let observation = Observation {
@@ -461,26 +575,14 @@ pub fn train(
             .clamp(1, t.steps - step);
         let n = round_steps as usize * t.batch_size;
         let mut round_rng = stream_rng(config.seed, PURPOSE_SHUFFLE, round as u64);
-        let mut examples = match method.plan(&observation, n, &mut round_rng) {
-            Plan::Mixture(m) => {
-                let counts = exact_counts(&m, n);
-                mixture = m;
-                let mut examples = Vec::with_capacity(n);
-                for (skill, &c) in counts.iter().enumerate() {
-                    examples.extend(stream.take(skill + 1, c)?);
-                }
-                examples
-            }
-            Plan::Pool(indices) => {
-                let examples: Vec<Example> = indices.iter().map(|&i| pool[i].clone()).collect();
-                // The weight column records the proportions actually drawn.
-                mixture = vec![0.0; k];
-                for e in &examples {
-                    mixture[e.skill - 1] += 1.0 / examples.len() as f64;
-                }
-                examples
-            }
-        };
+        let (mut examples, mixture) = draw_round(
+            method.as_mut(),
+            &observation,
+            n,
+            &mut round_rng,
+            &mut stream,
+            &pool,
+        )?;
         if step == 0 {
             // The mixture recorded at step 0 is the first round's.
             recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
@@ -513,8 +615,30 @@ pub fn train(
             }
         }
         round += 1;
+        if step < t.steps {
+            write_checkpoint(
+                &paths,
+                &model,
+                &optim,
+                &Checkpoint {
+                    config: config.clone(),
+                    step,
+                    round,
+                    evaluations: recorder.evaluations.clone(),
+                    trained: trained.clone(),
+                    train_time,
+                    eval_time: recorder.eval_time,
+                },
+            )?;
+            if progress(Progress::RoundEnd { round, step }) == Flow::Stop {
+                status = RunStatus::Stopped { step };
+                break 'rounds;
+            }
+        }
     }
     if status == RunStatus::Finished {
+        // The finished run's outputs replace its checkpoint.
+        let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
         model
             .clone()
             .save_file(paths.weights())
@@ -553,6 +677,99 @@ pub fn train(
     Ok(manifest)
 }
 
+/// The examples of one round and the mixture to record for it: drawn from the training streams
+/// with exact counts, or taken from the scored pool.
+fn draw_round(
+    method: &mut dyn MixtureMethod,
+    observation: &Observation,
+    n: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    stream: &mut TrainStream,
+    pool: &[Example],
+) -> Result<(Vec<Example>, Vec<f64>)> {
+    let k = observation.num_skills;
+    Ok(match method.plan(observation, n, rng) {
+        Plan::Mixture(mixture) => {
+            let counts = exact_counts(&mixture, n);
+            let mut examples = Vec::with_capacity(n);
+            for (skill, &c) in counts.iter().enumerate() {
+                examples.extend(stream.take(skill + 1, c)?);
+            }
+            (examples, mixture)
+        }
+        Plan::Pool(indices) => {
+            let examples: Vec<Example> = indices.iter().map(|&i| pool[i].clone()).collect();
+            // The weight column records the proportions actually drawn.
+            let mut mixture = vec![0.0; k];
+            for e in &examples {
+                mixture[e.skill - 1] += 1.0 / examples.len() as f64;
+            }
+            (examples, mixture)
+        }
+    })
+}
+
+/// This run's checkpoint in the folder, if any; a checkpoint of another config is an error.
+fn read_checkpoint(paths: &RunPaths, config: &RunConfig) -> Result<Option<Checkpoint>> {
+    let path = paths.checkpoint_state();
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let ck: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+        origin: path.display().to_string(),
+        field: "checkpoint".into(),
+        message: format!("is not a skillit checkpoint: {e}"),
+    })?;
+    if &ck.config != config {
+        return Err(Error::Invalid {
+            origin: paths.dir.display().to_string(),
+            field: "checkpoint".into(),
+            message: "holds a run of another config; use another --out or delete the folder".into(),
+        });
+    }
+    Ok(Some(ck))
+}
+
+/// Saves the model and optimizer under step-numbered names, then commits by replacing
+/// state.json atomically, then removes older files: a kill at any moment leaves a complete
+/// checkpoint.
+fn write_checkpoint(
+    paths: &RunPaths,
+    model: &Transformer,
+    optim: &ModuleOptimizer,
+    ck: &Checkpoint,
+) -> Result<()> {
+    let dir = paths.checkpoint_dir();
+    let io = |path: &Path, e: String| Error::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let model_path = paths.checkpoint_model(ck.step);
+    model
+        .clone()
+        .save_file(&model_path)
+        .map_err(|e| io(&model_path, format!("{e:?}")))?;
+    let optim_path = paths.checkpoint_optim(ck.step);
+    optim
+        .save(&optim_path)
+        .map_err(|e| io(&optim_path, format!("{e:?}")))?;
+    let json = serde_json::to_vec(ck).expect("a checkpoint serializes");
+    write_atomic(&paths.checkpoint_state(), &json)?;
+    let keep = [model_path, optim_path, paths.checkpoint_state()];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if !keep.contains(&entry.path()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates and records: the history the method observes, and metrics.csv rewritten atomically
 /// after every evaluation so that a killed run keeps what it measured.
 struct Recorder<'a> {
@@ -574,7 +791,7 @@ impl Recorder<'_> {
         step: u64,
         mixture: &[f64],
         method: &dyn MixtureMethod,
-        progress: &mut dyn FnMut(Progress),
+        progress: &mut dyn FnMut(Progress) -> Flow,
     ) -> Result<()> {
         let t0 = Instant::now();
         let k = self.task.num_skills();

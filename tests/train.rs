@@ -11,7 +11,7 @@ use skillit::model::ModelConfig;
 use skillit::synthetic::{
     stream_rng, Example, LegoGraph, Purpose, TaskSpec, TrainStream, ValidationSet,
 };
-use skillit::train::{optimizer, train, train_step, RunStatus};
+use skillit::train::{optimizer, train, train_step, Flow, Progress, RunStatus};
 
 fn lego(k: usize) -> TaskSpec {
     TaskSpec::Lego {
@@ -102,7 +102,7 @@ fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Mani
         train_skills: None,
     };
     let selected = select(device).unwrap();
-    train(&config, &selected, out, None, &mut |_| {}).unwrap()
+    train(&config, &selected, out, None, &mut |_| Flow::Continue).unwrap()
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             &select(DeviceKind::Flex).unwrap(),
             dir.path(),
             None,
-            &mut |_| {},
+            &mut |_| Flow::Continue,
         )
         .unwrap();
         assert_eq!(m.status, RunStatus::Finished, "{name}");
@@ -287,7 +287,7 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         &select(DeviceKind::Flex).unwrap(),
         dir.path(),
         None,
-        &mut |_| {},
+        &mut |_| Flow::Continue,
     )
     .unwrap();
     assert_eq!(m.examples_per_skill, vec![639, 639, 642, 0, 0]);
@@ -302,7 +302,7 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         &select(DeviceKind::Flex).unwrap(),
         dir2.path(),
         None,
-        &mut |_| {},
+        &mut |_| Flow::Continue,
     )
     .unwrap();
     let rows = skillit::results::read_metrics(dir2.path()).unwrap();
@@ -324,6 +324,92 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         .unwrap_err()
         .to_string()
         .contains("target"));
+}
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_one() {
+    // 80 steps in rounds of 20, stopped after round 2 (step 40) and trained again into the same
+    // folder: it resumes from the checkpoint, and its metrics equal an uninterrupted run's byte for
+    // byte. Methods that depend on the history (skill_it) and on the scored pool (curriculum,
+    // skill_curriculum) included.
+    for name in [
+        "stratified",
+        "skill_it",
+        "curriculum",
+        "skill_anticurriculum",
+    ] {
+        let config = RunConfig {
+            setting: "pretrain".into(),
+            task: lego(5),
+            model: tiny_model(),
+            training: TrainingConfig {
+                steps: 80,
+                warmup: 5,
+                steps_per_round: 20,
+                eval_every: 10,
+                val_per_skill: 20,
+                ..TrainingConfig::default()
+            },
+            method: MethodSpec::from_name(name, 5, "lego").unwrap(),
+            seed: 4,
+            target: None,
+            train_skills: None,
+        };
+        let flex = select(DeviceKind::Flex).unwrap();
+        let whole = tempfile::tempdir().unwrap();
+        let a = train(&config, &flex, whole.path(), None, &mut |_| Flow::Continue).unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        let stopped = train(&config, &flex, parts.path(), None, &mut |p| match p {
+            Progress::RoundEnd { round: 2, .. } => Flow::Stop,
+            _ => Flow::Continue,
+        })
+        .unwrap();
+        // Rounds of 20 steps end at step 40; the skill curricula set their own phase lengths.
+        let RunStatus::Stopped { step } = stopped.status else {
+            panic!("{name}: {:?}", stopped.status);
+        };
+        assert!(
+            step == 40 || name.starts_with("skill_anti"),
+            "{name}: stopped at {step}"
+        );
+        assert!(parts.path().join("checkpoint/state.json").exists());
+        let b = train(&config, &flex, parts.path(), None, &mut |_| Flow::Continue).unwrap();
+        assert_eq!(b.status, RunStatus::Finished, "{name}");
+        let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        assert_eq!(
+            read(whole.path()),
+            read(parts.path()),
+            "{name}: metrics differ after resuming"
+        );
+        assert_eq!(a.examples_per_skill, b.examples_per_skill, "{name}");
+        assert!(
+            !parts.path().join("checkpoint").exists(),
+            "a finished run drops its checkpoint"
+        );
+    }
+    // A folder holding another config's checkpoint is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let config = RunConfig {
+        training: TrainingConfig {
+            steps: 40,
+            warmup: 5,
+            steps_per_round: 20,
+            eval_every: 20,
+            val_per_skill: 20,
+            ..TrainingConfig::default()
+        },
+        model: tiny_model(),
+        ..Preset::Laptop.config("lego")
+    };
+    let flex = select(DeviceKind::Flex).unwrap();
+    train(&config, &flex, dir.path(), None, &mut |p| match p {
+        Progress::RoundEnd { .. } => Flow::Stop,
+        _ => Flow::Continue,
+    })
+    .unwrap();
+    let other = RunConfig { seed: 9, ..config };
+    let err = train(&other, &flex, dir.path(), None, &mut |_| Flow::Continue).unwrap_err();
+    assert!(err.to_string().contains("another config"), "{err}");
 }
 
 #[test]
