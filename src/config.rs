@@ -107,10 +107,51 @@ pub struct RunConfig {
     /// the published graph's (the target and its prerequisites), else skills 1..=target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_skills: Option<Vec<usize>>,
+    /// Out-of-domain's evaluation skills (1-based), disjoint from the train skills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_skills: Option<Vec<usize>>,
 }
 
-/// The settings of SPEC §1 that skillit runs.
-pub const SETTINGS: [&str; 2] = ["pretrain", "finetune"];
+/// The settings of SPEC §1: `pretrain` (train skills = eval skills), `finetune` (a target and its
+/// prerequisites), `out_of_domain` (train and eval skills disjoint; Skill-It needs a k×m graph).
+pub const SETTINGS: [&str; 3] = ["pretrain", "finetune", "out_of_domain"];
+
+/// Applies `--set key=value` to a method spec: the value is read as TOML (`0.5`, `true`, `"x"`,
+/// `[1, 2]`), else as a string.
+pub fn set_method_field(method: &MethodSpec, assignment: &str) -> Result<MethodSpec> {
+    let bad = |message: String| Error::flag("--set", message);
+    let Some((key, value)) = assignment.split_once('=') else {
+        return Err(bad(format!("'{assignment}' is not key=value")));
+    };
+    let key = key.trim();
+    if key == "name" {
+        return Err(bad("use --method to choose the method".into()));
+    }
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.trim().to_string()));
+    let mut table = toml::Table::try_from(method).expect("a method serializes to a table");
+    table.insert(key.to_string(), value);
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(format!("{key}: {}", e.message().trim())))
+}
+
+/// Reads a method file: a TOML table like the run file's `[method]` section.
+pub fn read_method_file(path: &Path) -> Result<MethodSpec> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+        origin: origin.clone(),
+        field: "file".into(),
+        message: format!("cannot be read: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Invalid {
+        origin,
+        field: "method".into(),
+        message: e.message().trim().to_string(),
+    })
+}
 
 fn default_setting() -> String {
     "pretrain".into()
@@ -196,6 +237,7 @@ impl Preset {
             seed: 0,
             target: None,
             train_skills: None,
+            eval_skills: None,
         }
     }
 }
@@ -213,6 +255,7 @@ struct RunFile {
     seed: Option<u64>,
     target: Option<usize>,
     train_skills: Option<Vec<usize>>,
+    eval_skills: Option<Vec<usize>>,
 }
 
 /// Merges `overrides` over the serialized `base` and deserializes the result, so a file may set any
@@ -287,6 +330,7 @@ impl RunConfig {
             seed: file.seed.unwrap_or(base.seed),
             target: file.target,
             train_skills: file.train_skills,
+            eval_skills: file.eval_skills,
         };
         config.validate(&origin)?;
         Ok(config)
@@ -379,13 +423,51 @@ impl RunConfig {
                 format!("{train:?} must be skills in 1..={k}"),
             );
         }
+        if self.setting == "out_of_domain" {
+            let Some(eval) = &self.eval_skills else {
+                return bad(
+                    "eval_skills",
+                    "out_of_domain needs eval_skills, disjoint from train_skills".into(),
+                );
+            };
+            if self.train_skills.is_none() {
+                return bad("train_skills", "out_of_domain needs train_skills".into());
+            }
+            if eval.is_empty() || eval.iter().any(|&s| s == 0 || s > k || train.contains(&s)) {
+                return bad(
+                    "eval_skills",
+                    format!("{eval:?} must be skills in 1..={k} outside train_skills {train:?}"),
+                );
+            }
+        }
         self.method.validate(task.num_skills(), origin)?;
         if matches!(
             self.method,
             MethodSpec::SkillIt { .. } | MethodSpec::Static { .. }
         ) {
-            self.method
+            let graph = self
+                .method
                 .graph(task.name(), &self.setting, task.num_skills(), origin)?;
+            if graph.train_skills != train {
+                return bad(
+                    "method.graph",
+                    format!(
+                        "its train skills {:?} are not the run's {train:?}",
+                        graph.train_skills
+                    ),
+                );
+            }
+            if let Some(eval) = &self.eval_skills {
+                if &graph.eval_skills != eval {
+                    return bad(
+                        "method.graph",
+                        format!(
+                            "its eval skills {:?} are not the run's {eval:?}",
+                            graph.eval_skills
+                        ),
+                    );
+                }
+            }
         }
         Ok(())
     }

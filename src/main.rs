@@ -134,6 +134,12 @@ enum Command {
         /// The starting point: laptop (small, quick) or paper (LEGO k = 5 / addition k = 3).
         #[arg(long, value_enum)]
         preset: Option<Preset>,
+        /// A TOML file holding the method's table (`name = "skill_it"`, `eta = 0.2`, ...).
+        #[arg(long)]
+        method_config: Option<PathBuf>,
+        /// Set one method parameter, e.g. `--set eta=0.2 --set window=1` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Write a Markdown report of a results folder with SVG figures.
     ///
@@ -273,6 +279,8 @@ fn run(cli: Cli) -> skillit::Result<()> {
             device,
             config,
             preset,
+            method_config,
+            set,
         } => {
             let task_name = match task {
                 Some(TaskName::Addition) => "addition",
@@ -299,6 +307,12 @@ fn run(cli: Cli) -> skillit::Result<()> {
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
                 run.method = MethodSpec::from_name(&m, k, task_name)?;
+            }
+            if let Some(path) = &method_config {
+                run.method = skillit::config::read_method_file(path)?;
+            }
+            for assignment in &set {
+                run.method = skillit::config::set_method_field(&run.method, assignment)?;
             }
             if let Some(s) = steps {
                 run.training.steps = s;

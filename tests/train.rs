@@ -100,6 +100,7 @@ fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Mani
         seed: 3,
         target: None,
         train_skills: None,
+        eval_skills: None,
     };
     let selected = select(device).unwrap();
     train(&config, &selected, out, None, &mut |_| Flow::Continue).unwrap()
@@ -218,6 +219,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             seed: 1,
             target: finetune.then_some(3),
             train_skills: None,
+            eval_skills: None,
         };
         let m = train(
             &config,
@@ -281,6 +283,7 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         seed: 2,
         target: Some(3),
         train_skills: None,
+        eval_skills: None,
     };
     let m = train(
         &config,
@@ -354,6 +357,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
             seed: 4,
             target: None,
             train_skills: None,
+            eval_skills: None,
         };
         let flex = select(DeviceKind::Flex).unwrap();
         let whole = tempfile::tempdir().unwrap();
@@ -410,6 +414,73 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     let other = RunConfig { seed: 9, ..config };
     let err = train(&other, &flex, dir.path(), None, &mut |_| Flow::Continue).unwrap_err();
     assert!(err.to_string().contains("another config"), "{err}");
+}
+
+#[test]
+fn shipped_graph_files_are_the_published_graphs() {
+    use skillit::graph::SkillsGraph;
+    for (file, task, setting, k) in [
+        ("graphs/lego_pretrain.toml", "lego", "pretrain", 5),
+        ("graphs/addition_pretrain.toml", "addition", "pretrain", 3),
+        ("graphs/lego_finetune_s3.toml", "lego", "finetune", 5),
+        (
+            "graphs/addition_finetune_s1.toml",
+            "addition",
+            "finetune",
+            3,
+        ),
+    ] {
+        let read = SkillsGraph::read(Path::new(file), k).unwrap();
+        assert_eq!(
+            Some(read),
+            SkillsGraph::published(task, setting, k),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn out_of_domain_runs_skill_it_on_a_k_by_m_graph() {
+    // Train on s1, s2; evaluate on s3, s4 (LEGO k = 4) with a 2×2 graph given in the file.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("ood.toml");
+    std::fs::write(
+        &run,
+        "setting = \"out_of_domain\"\ntrain_skills = [1, 2]\neval_skills = [3, 4]\n\
+         [task]\nname = \"lego\"\nk = 4\n\
+         [model]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\n\
+         [training]\nsteps = 40\nwarmup = 5\nsteps_per_round = 20\neval_every = 20\nval_per_skill = 20\n\
+         [method]\nname = \"skill_it\"\ngraph = { train = [1, 2], eval = [3, 4], matrix = [[1, 0], [0.5, 1]] }\n",
+    )
+    .unwrap();
+    let config = RunConfig::from_file(&run, None, "lego").unwrap();
+    let out = dir.path().join("out");
+    let m = train(
+        &config,
+        &select(DeviceKind::Flex).unwrap(),
+        &out,
+        None,
+        &mut |_| Flow::Continue,
+    )
+    .unwrap();
+    assert_eq!(m.status, RunStatus::Finished);
+    assert_eq!(
+        m.examples_per_skill[2..],
+        [0, 0],
+        "eval skills get no training data"
+    );
+    // Round 0: scores A·1 = [1, 1.5], η = 0.5: exp(0.5) = 1.64872, exp(0.75) = 2.11700 → p = [0.43782,
+    // 0.56218] over s1, s2.
+    let rows = skillit::results::read_metrics(&out).unwrap();
+    let w: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.step == 0)
+        .map(|r| r.weight)
+        .collect();
+    assert!(
+        (w[0] - 0.43782).abs() < 1e-5 && (w[1] - 0.56218).abs() < 1e-5,
+        "{w:?}"
+    );
 }
 
 #[test]

@@ -138,7 +138,7 @@ pub enum MethodSpec {
         #[serde(flatten)]
         config: SkillItConfig,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        graph: Option<SkillsGraph>,
+        graph: Option<GraphSource>,
     },
     /// Skill-It with A = I: sampling ∝ exp(η · loss).
     NoGraph {
@@ -150,7 +150,7 @@ pub enum MethodSpec {
         #[serde(flatten)]
         config: SkillItConfig,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        graph: Option<SkillsGraph>,
+        graph: Option<GraphSource>,
     },
     /// Only the target skill (fine-tuning).
     TargetOnly,
@@ -168,6 +168,15 @@ pub enum MethodSpec {
         #[serde(flatten)]
         config: SkillCurriculumConfig,
     },
+}
+
+/// Where Skill-It's graph comes from: a TOML file (`graph = "graphs/lego_pretrain.toml"`, relative to
+/// the working directory) or inline (`graph = { train = [...], eval = [...], matrix = [...] }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GraphSource {
+    File(std::path::PathBuf),
+    Inline(SkillsGraph),
 }
 
 /// The method names the registry knows, for error messages.
@@ -219,7 +228,11 @@ impl MethodSpec {
     /// the published one, else (no published graph) an error naming the field.
     pub fn graph(&self, task: &str, setting: &str, k: usize, origin: &str) -> Result<SkillsGraph> {
         let given = match self {
-            MethodSpec::SkillIt { graph, .. } | MethodSpec::Static { graph, .. } => graph.clone(),
+            MethodSpec::SkillIt { graph, .. } | MethodSpec::Static { graph, .. } => match graph {
+                Some(GraphSource::File(path)) => Some(SkillsGraph::read(path, k)?),
+                Some(GraphSource::Inline(g)) => Some(g.clone()),
+                None => None,
+            },
             MethodSpec::NoGraph { .. } => return Ok(SkillsGraph::identity(k)),
             _ => None,
         };
