@@ -341,20 +341,17 @@ impl MethodSpec {
             MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
             MethodSpec::SkillIt { config, .. } => Box::new(SkillIt::new(
                 "skill_it",
-                config.clone(),
+                config.for_setting(setting),
                 self.graph(task, setting, k, origin)?,
             )),
             MethodSpec::NoGraph { config } => Box::new(SkillIt::new(
                 "no_graph",
-                config.clone(),
+                config.for_setting(setting),
                 SkillsGraph::identity(k),
             )),
             MethodSpec::Static { config, .. } => Box::new(SkillIt::new(
                 "static",
-                SkillItConfig {
-                    update: false,
-                    ..config.clone()
-                },
+                config.for_setting(setting).with_update(false),
                 self.graph(task, setting, k, origin)?,
             )),
         })

@@ -27,6 +27,17 @@ impl Default for SkillCurriculumConfig {
     }
 }
 
+impl SkillCurriculumConfig {
+    /// The defaults, for the builder shape `SkillCurriculumConfig::new().with_frac(0.4)`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn with_frac(mut self, frac: f64) -> Self {
+        self.frac = frac;
+        self
+    }
+}
+
 /// One phase: its length in steps and its mixture over all k skills.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Phase {

@@ -25,11 +25,10 @@ pub enum WindowUnit {
 }
 
 /// How the losses in the window combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
-    /// Summed (authors' code in pre-training; the default).
-    #[default]
+    /// Summed (authors' code in pre-training).
     Sum,
     /// Averaged (authors' code in fine-tuning).
     Mean,
@@ -44,7 +43,9 @@ pub struct SkillItConfig {
     /// How many evaluations (or rounds) the window holds.
     pub window: usize,
     pub window_unit: WindowUnit,
-    pub aggregate: Aggregate,
+    /// `None`: as the authors' code, summed in pre-training and averaged in fine-tuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
     /// Update the mixture every round (false: `static`, T = 1).
     pub update: bool,
 }
@@ -55,9 +56,50 @@ impl Default for SkillItConfig {
             eta: 0.5,
             window: 3,
             window_unit: WindowUnit::Evaluations,
-            aggregate: Aggregate::Sum,
+            aggregate: None,
             update: true,
         }
+    }
+}
+
+impl SkillItConfig {
+    /// The config with `aggregate` resolved as the authors' code does: averaged in fine-tuning,
+    /// summed otherwise.
+    pub fn for_setting(&self, setting: &str) -> Self {
+        let mut c = self.clone();
+        if c.aggregate.is_none() {
+            c.aggregate = Some(if setting == "finetune" {
+                Aggregate::Mean
+            } else {
+                Aggregate::Sum
+            });
+        }
+        c
+    }
+
+    /// The defaults, for the builder shape `SkillItConfig::new().with_eta(0.1)`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn with_eta(mut self, eta: f64) -> Self {
+        self.eta = eta;
+        self
+    }
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
+    }
+    pub fn with_window_unit(mut self, unit: WindowUnit) -> Self {
+        self.window_unit = unit;
+        self
+    }
+    pub fn with_aggregate(mut self, aggregate: Aggregate) -> Self {
+        self.aggregate = Some(aggregate);
+        self
+    }
+    pub fn with_update(mut self, update: bool) -> Self {
+        self.update = update;
+        self
     }
 }
 
@@ -78,7 +120,8 @@ pub fn exp_weights(eta: f64, scores: &[f64]) -> Vec<f64> {
 }
 
 impl SkillIt {
-    /// `name` is the registry name it runs under (`skill_it`, `no_graph`, `static`).
+    /// `name` is the registry name it runs under (`skill_it`, `no_graph`, `static`). An unset
+    /// `aggregate` must be resolved by the caller ([`SkillItConfig::for_setting`]); here it sums.
     pub fn new(name: &'static str, config: SkillItConfig, graph: SkillsGraph) -> Self {
         Self {
             name,
@@ -114,7 +157,7 @@ impl SkillIt {
                 *t += self.graph.eval_loss(e, j);
             }
         }
-        if self.config.aggregate == Aggregate::Mean && !window.is_empty() {
+        if self.config.aggregate == Some(Aggregate::Mean) && !window.is_empty() {
             for t in &mut total {
                 *t /= window.len() as f64;
             }
@@ -251,13 +294,11 @@ mod tests {
         // 0.225]; exp = [1.03562, 1.15315, 1.25232]; total 3.44109; p = [0.30096, 0.33511, 0.36393].
         let mut m2 = SkillIt::new(
             "skill_it",
-            SkillItConfig {
-                eta: 0.1,
-                window: 2,
-                window_unit: WindowUnit::Rounds,
-                aggregate: Aggregate::Mean,
-                update: true,
-            },
+            SkillItConfig::new()
+                .with_eta(0.1)
+                .with_window(2)
+                .with_window_unit(WindowUnit::Rounds)
+                .with_aggregate(Aggregate::Mean),
             SkillsGraph::published("addition", "pretrain", 3).unwrap(),
         );
         let obs = Observation {
