@@ -140,6 +140,12 @@ pub fn set_method_field(method: &MethodSpec, assignment: &str) -> Result<MethodS
 
 /// Reads a method file: a TOML table like the run file's `[method]` section.
 pub fn read_method_file(path: &Path) -> Result<MethodSpec> {
+    read_toml(path)
+}
+
+/// Reads and parses a TOML file; a missing file or a parse error is one bad-input line naming the
+/// file and the line.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
         origin: origin.clone(),
@@ -148,7 +154,10 @@ pub fn read_method_file(path: &Path) -> Result<MethodSpec> {
     })?;
     toml::from_str(&text).map_err(|e| Error::Invalid {
         origin,
-        field: "method".into(),
+        field: e
+            .span()
+            .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+            .unwrap_or_else(|| "toml".into()),
         message: e.message().trim().to_string(),
     })
 }
@@ -301,19 +310,7 @@ impl RunConfig {
     /// file's fields over it.
     pub fn from_file(path: &Path, preset: Option<Preset>, task_hint: &str) -> Result<Self> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
-            origin: origin.clone(),
-            field: "file".into(),
-            message: format!("cannot be read: {e}"),
-        })?;
-        let file: RunFile = toml::from_str(&text).map_err(|e| Error::Invalid {
-            origin: origin.clone(),
-            field: e
-                .span()
-                .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
-                .unwrap_or_else(|| "toml".into()),
-            message: e.message().trim().to_string(),
-        })?;
+        let file: RunFile = read_toml(path)?;
         let task_name = match &file.task {
             Some(TaskSpec::Addition { .. }) => "addition",
             Some(TaskSpec::Lego { .. }) => "lego",

@@ -88,16 +88,7 @@ impl SkillsGraph {
     /// Reads a graph file (TOML, see the module docs).
     pub fn read(path: &Path, k: usize) -> Result<Self> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
-            origin: origin.clone(),
-            field: "file".into(),
-            message: format!("cannot be read: {e}"),
-        })?;
-        let g: Self = toml::from_str(&text).map_err(|e| Error::Invalid {
-            origin: origin.clone(),
-            field: "toml".into(),
-            message: e.message().trim().to_string(),
-        })?;
+        let g: Self = crate::config::read_toml(path)?;
         g.validate(&origin, k)?;
         Ok(g)
     }

@@ -596,6 +596,48 @@ fn bands(
         .collect()
 }
 
+type StepChart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A panel with steps on x (0..max_step) and `y_desc` on y (0..y_max), its mesh drawn.
+fn step_chart<'a, 'b>(
+    area: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    max_step: f64,
+    y_max: f64,
+    y_desc: &str,
+) -> Result<StepChart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(45)
+        .build_cartesian_2d(0f64..max_step, 0f64..y_max)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("step")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
+/// The legend of the series labelled so far.
+fn draw_legend<'a, 'b: 'a>(chart: &mut StepChart<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)
+}
+
 fn panel_grid(k: usize) -> (usize, usize) {
     let cols = k.min(3);
     (k.div_ceil(cols), cols)
@@ -634,21 +676,8 @@ fn curves_svg(rows: &[MetricsRow], metric: Metric) -> Result<String> {
             .into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         for (panel, (area, &skill)) in root.split_evenly((nr, nc)).iter().zip(&skills).enumerate() {
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("s{skill} {}", metric.name()), ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(45)
-                .build_cartesian_2d(0f64..max_step, 0f64..y_max)
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .x_label_formatter(&|x| format!("{x:.0}"))
-                .x_desc("step")
-                .y_desc(metric.name())
-                .draw()
-                .map_err(plot_error)?;
+            let caption = format!("s{skill} {}", metric.name());
+            let mut chart = step_chart(area, &caption, max_step, y_max, metric.name())?;
             let bands = bands(rows, value, skill);
             for (mi, method) in methods.iter().enumerate() {
                 let Some(band) = bands.get(method) else {
@@ -673,12 +702,7 @@ fn curves_svg(rows: &[MetricsRow], metric: Metric) -> Result<String> {
                 }
             }
             if panel == 0 {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(plot_error)?;
+                draw_legend(&mut chart)?;
             }
         }
         root.present().map_err(plot_error)?;
@@ -710,21 +734,8 @@ fn weights_svg(rows: &[MetricsRow]) -> Result<String> {
                 .filter(|r| &r.method_label() == method)
                 .cloned()
                 .collect();
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("{method}: mixture"), ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(45)
-                .build_cartesian_2d(0f64..max_step, 0f64..1f64)
-                .map_err(plot_error)?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .x_label_formatter(&|x| format!("{x:.0}"))
-                .x_desc("step")
-                .y_desc("weight")
-                .draw()
-                .map_err(plot_error)?;
+            let caption = format!("{method}: mixture");
+            let mut chart = step_chart(area, &caption, max_step, 1.0, "weight")?;
             for (si, &skill) in skills.iter().enumerate() {
                 let band = bands(&method_rows, |r| r.weight, skill);
                 let Some(b) = band.get(method) else { continue };
@@ -742,12 +753,7 @@ fn weights_svg(rows: &[MetricsRow]) -> Result<String> {
                 }
             }
             if panel == 0 {
-                chart
-                    .configure_series_labels()
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK)
-                    .draw()
-                    .map_err(plot_error)?;
+                draw_legend(&mut chart)?;
             }
         }
         root.present().map_err(plot_error)?;

@@ -516,27 +516,20 @@ pub fn train(
                     .map(|(e, _)| e.clone())
                     .collect()
             };
-            let observation = Observation {
-                step: replay_step,
-                round: r,
-                num_skills: k,
-                train_skills: &train_skills,
-                steps_per_round,
-                total_steps: t.steps,
-                batch_size: t.batch_size,
-                evaluations: &history,
-            };
-            let round_steps = method
-                .round_steps(&observation, steps_per_round)
-                .clamp(1, t.steps - replay_step);
-            let mut round_rng = stream_rng(config.seed, PURPOSE_SHUFFLE, r as u64);
-            draw_round(
+            let (_, _, round_steps, _) = run_round_plan(
                 method.as_mut(),
-                &observation,
-                round_steps as usize * t.batch_size,
-                &mut round_rng,
                 &mut stream,
                 &pool,
+                &RoundContext {
+                    step: replay_step,
+                    round: r,
+                    k,
+                    train_skills: &train_skills,
+                    steps_per_round,
+                    training: t,
+                    seed: config.seed,
+                },
+                &history,
             )?;
             replay_step += round_steps;
         }
@@ -560,28 +553,20 @@ pub fn train(
 
     'rounds: while step < t.steps {
         let history = recorder.history();
-        let observation = Observation {
-            step,
-            round,
-            num_skills: k,
-            train_skills: &train_skills,
-            steps_per_round,
-            total_steps: t.steps,
-            batch_size: t.batch_size,
-            evaluations: &history,
-        };
-        let round_steps = method
-            .round_steps(&observation, steps_per_round)
-            .clamp(1, t.steps - step);
-        let n = round_steps as usize * t.batch_size;
-        let mut round_rng = stream_rng(config.seed, PURPOSE_SHUFFLE, round as u64);
-        let (mut examples, mixture) = draw_round(
+        let (mut examples, mixture, _, mut round_rng) = run_round_plan(
             method.as_mut(),
-            &observation,
-            n,
-            &mut round_rng,
             &mut stream,
             &pool,
+            &RoundContext {
+                step,
+                round,
+                k,
+                train_skills: &train_skills,
+                steps_per_round,
+                training: t,
+                seed: config.seed,
+            },
+            &history,
         )?;
         if step == 0 {
             // The mixture recorded at step 0 is the first round's.
@@ -675,6 +660,47 @@ pub fn train(
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;
     Ok(manifest)
+}
+
+/// Where a round starts and what shapes it.
+struct RoundContext<'a> {
+    step: u64,
+    round: usize,
+    k: usize,
+    train_skills: &'a [usize],
+    steps_per_round: u64,
+    training: &'a crate::config::TrainingConfig,
+    seed: u64,
+}
+
+/// Asks the method for the round at `ctx` (its length, then its plan) and draws its examples:
+/// returns the examples, the mixture to record, the round's steps and the round's random stream
+/// (which then shuffles the examples).
+fn run_round_plan(
+    method: &mut dyn MixtureMethod,
+    stream: &mut TrainStream,
+    pool: &[Example],
+    ctx: &RoundContext,
+    history: &[Evaluation],
+) -> Result<(Vec<Example>, Vec<f64>, u64, rand_chacha::ChaCha8Rng)> {
+    let t = ctx.training;
+    let observation = Observation {
+        step: ctx.step,
+        round: ctx.round,
+        num_skills: ctx.k,
+        train_skills: ctx.train_skills,
+        steps_per_round: ctx.steps_per_round,
+        total_steps: t.steps,
+        batch_size: t.batch_size,
+        evaluations: history,
+    };
+    let round_steps = method
+        .round_steps(&observation, ctx.steps_per_round)
+        .clamp(1, t.steps - ctx.step);
+    let mut rng = stream_rng(ctx.seed, PURPOSE_SHUFFLE, ctx.round as u64);
+    let n = round_steps as usize * t.batch_size;
+    let (examples, mixture) = draw_round(method, &observation, n, &mut rng, stream, pool)?;
+    Ok((examples, mixture, round_steps, rng))
 }
 
 /// The examples of one round and the mixture to record for it: drawn from the training streams
