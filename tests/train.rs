@@ -198,7 +198,7 @@ fn the_validation_set_is_the_fixed_one() {
 
 #[test]
 fn every_method_runs_end_to_end_and_records_its_mixture() {
-    // LEGO k = 5 (the published graph's size), a tiny model, 40 steps in rounds of 20;
+    // LEGO k = 5 (the published graph's size), a tiny model, 300 steps in rounds of 100;
     // target_only in fine-tuning on s3 (trained on s3 alone), the others in pre-training.
     for name in skillit::method::NAMES {
         let dir = tempfile::tempdir().unwrap();
@@ -208,10 +208,10 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             task: lego(5),
             model: tiny_model(),
             training: TrainingConfig {
-                steps: 40,
+                steps: 300,
                 warmup: 5,
-                steps_per_round: 20,
-                eval_every: 10,
+                steps_per_round: 100,
+                eval_every: 50,
                 val_per_skill: 20,
                 ..TrainingConfig::default()
             },
@@ -230,10 +230,10 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
         )
         .unwrap();
         assert_eq!(m.status, RunStatus::Finished, "{name}");
-        assert_eq!(m.examples_per_skill.iter().sum::<u64>(), 40 * 32, "{name}");
+        assert_eq!(m.examples_per_skill.iter().sum::<u64>(), 300 * 32, "{name}");
         let rows = skillit::results::read_metrics(dir.path()).unwrap();
-        assert_eq!(rows.len(), 5 * 5, "{name}: 5 evaluations × 5 skills");
-        for step in [0, 10, 20, 30, 40] {
+        assert_eq!(rows.len(), 7 * 5, "{name}: 7 evaluations × 5 skills");
+        for step in [0, 50, 100, 150, 200, 250, 300] {
             let total: f64 = rows
                 .iter()
                 .filter(|r| r.step == step)
@@ -245,7 +245,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             );
         }
         if finetune {
-            assert_eq!(m.examples_per_skill, vec![0, 0, 40 * 32, 0, 0]);
+            assert_eq!(m.examples_per_skill, vec![0, 0, 300 * 32, 0, 0]);
         }
         if name.contains("curriculum") {
             // The weight column records what each round drew; every round's weights sum to 1.
