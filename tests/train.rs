@@ -137,10 +137,18 @@ fn wgpu_agrees_with_flex() {
     // The same 20 steps on wgpu (lavapipe in CI) and flex: the same initial weights (drawn on the
     // host) and data, so the validation losses agree to float32 round-off accumulated over 20
     // AdamW steps. Tolerance: 2e-3 absolute on losses near 0.7.
-    let Ok(gpu) = std::panic::catch_unwind(|| select(DeviceKind::Wgpu).unwrap()) else {
-        panic!("no wgpu adapter: install a Vulkan driver (CI installs mesa-vulkan-drivers)");
-    };
-    drop(gpu);
+    // wgpu opens its adapter lazily: probe it with one tensor. CI (CI=true) installs lavapipe and
+    // must run this test; elsewhere a machine without any Vulkan driver skips it, saying so.
+    let probe = std::panic::catch_unwind(|| {
+        let device = select(DeviceKind::Wgpu).unwrap().device;
+        burn::tensor::Tensor::<1>::zeros([1], &device).into_data()
+    });
+    if probe.is_err() {
+        let message = "no wgpu adapter: install a Vulkan driver (Debian: mesa-vulkan-drivers)";
+        assert!(std::env::var_os("CI").is_none(), "{message}");
+        eprintln!("skipped: {message}");
+        return;
+    }
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let flex = short_run(a.path(), DeviceKind::Flex, 20);
