@@ -269,7 +269,7 @@ struct RunFile {
 
 /// Merges `overrides` over the serialized `base` and deserializes the result, so a file may set any
 /// subset of a section's fields.
-fn merge<T: Serialize + for<'de> Deserialize<'de>>(
+pub(crate) fn merge<T: Serialize + for<'de> Deserialize<'de>>(
     base: &T,
     overrides: Option<toml::Table>,
     origin: &str,

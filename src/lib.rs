@@ -21,3 +21,4 @@ pub use skillit_synthetic as synthetic;
 pub mod report;
 pub mod results;
 pub mod stats;
+pub mod sweep;

@@ -141,6 +141,30 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Run a sweep file: every method × grid point × seed into DIR/runs/RUN_ID, resumably, then
+    /// DIR/metrics.csv and DIR/runs.csv.
+    ///
+    /// A finished run is skipped and an unfinished one resumes from its last round checkpoint, so
+    /// rerunning the same command continues a killed sweep. DIR keeps a copy of the sweep file and
+    /// refuses another one. See src/sweep.rs for the format.
+    Sweep {
+        /// The sweep file (TOML).
+        file: PathBuf,
+        /// The results folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The backend, as for `train`.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: DeviceKind,
+        /// Print the plan (one row per run, with its status) and stop.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
+    Collect {
+        /// A sweep's results folder (holding sweep.toml).
+        dir: PathBuf,
+    },
     /// Write a Markdown report of a results folder with SVG figures.
     ///
     /// Comparison tables at the last and the halfway step, loss at the last step, steps to
@@ -374,6 +398,81 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 manifest.ms_per_step,
                 manifest.wall_time_s,
                 out.display()
+            );
+            Ok(())
+        }
+        Command::Sweep {
+            file,
+            out,
+            device,
+            dry_run,
+        } => {
+            let plan = skillit::sweep::plan(&file)?;
+            if dry_run {
+                println!("sweep {}: {} runs", plan.name, plan.runs.len());
+                println!(
+                    "{:<40} {:<12} {:>5} {:>8}  status",
+                    "run_id", "method", "seed", "steps"
+                );
+                for r in &plan.runs {
+                    println!(
+                        "{:<40} {:<12} {:>5} {:>8}  {}",
+                        r.run_id,
+                        r.method,
+                        r.seed,
+                        r.config.training.steps,
+                        skillit::sweep::run_status(&out, &r.run_id)
+                    );
+                }
+                return Ok(());
+            }
+            skillit::sweep::claim(&out, &plan)?;
+            let selected = skillit::device::select(device)?;
+            let total: u64 = plan.runs.iter().map(|r| r.config.training.steps).sum();
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            let mut done = 0u64;
+            for (i, run) in plan.runs.iter().enumerate() {
+                let steps = run.config.training.steps;
+                if skillit::sweep::run_status(&out, &run.run_id) == "finished" {
+                    done += steps;
+                    bar.set_position(done);
+                    continue;
+                }
+                bar.set_message(format!("run {}/{}: {}", i + 1, plan.runs.len(), run.run_id));
+                let dir = skillit::sweep::run_dir(&out, &run.run_id);
+                let base = done;
+                let manifest = train(&run.config, &selected, &dir, Some(&run.run_id), &mut |p| {
+                    if let Progress::Step { step, .. } = p {
+                        bar.set_position(base + step);
+                    }
+                    Flow::Continue
+                })?;
+                if let RunStatus::Failed { reason, .. } = &manifest.status {
+                    bar.println(format!("{}: failed: {reason}", run.run_id));
+                }
+                done += steps;
+            }
+            bar.finish();
+            let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
+            eprintln!(
+                "{n_runs} runs, {n_rows} metrics rows in {}",
+                out.join("metrics.csv").display()
+            );
+            Ok(())
+        }
+        Command::Collect { dir } => {
+            let plan = skillit::sweep::plan(&dir.join("sweep.toml"))?;
+            let (n_runs, n_rows) = skillit::sweep::collect(&dir, &plan)?;
+            eprintln!(
+                "{n_runs} runs, {n_rows} metrics rows in {}",
+                dir.join("metrics.csv").display()
             );
             Ok(())
         }

@@ -125,7 +125,8 @@ pub fn welch(xs: &[f64], ys: &[f64]) -> TTest {
         sd(ys).powi(2) / ys.len() as f64,
     );
     let se2 = vx + vy;
-    if se2 == 0.0 {
+    // Identical values up to float round-off (e.g. 0.6567 − 0.6567 ≈ 1e-16) have no spread.
+    if se2.sqrt() <= 1e-12 * mean(xs).abs().max(mean(ys).abs()).max(1.0) {
         return UNDEFINED;
     }
     let t = (mean(xs) - mean(ys)) / se2.sqrt();
@@ -143,7 +144,7 @@ pub fn paired(xs: &[f64], ys: &[f64]) -> TTest {
     assert_eq!(xs.len(), ys.len(), "paired samples have equal length");
     let d: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x - y).collect();
     let s = sd(&d);
-    if d.len() < 2 || s == 0.0 {
+    if d.len() < 2 || s <= 1e-12 * mean(xs).abs().max(1.0) {
         return UNDEFINED;
     }
     let df = (d.len() - 1) as f64;

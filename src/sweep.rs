@@ -1,0 +1,305 @@
+//! Sweeps: one TOML file → a plan of runs (methods × parameter grids × seeds) → runs executed
+//! resumably into one results folder → the combined `metrics.csv` and `runs.csv`.
+//!
+//! ```toml
+//! name = "smoke"
+//! preset = "laptop"                 # optional starting point, as in a run file
+//! seeds = [0, 1, 2]
+//! setting = "pretrain"
+//! [task]
+//! name = "lego"
+//! k = 3
+//! [training]
+//! steps = 200
+//! [[methods]]
+//! name = "stratified"
+//! [[methods]]
+//! name = "skill_it"
+//! grid = { eta = [0.1, 0.5] }       # each combination of the grid is its own method entry
+//! ```
+//!
+//! Each run lives in `DIR/runs/RUN_ID/` (the files of `skillit train`); a finished run is skipped
+//! and an unfinished one resumes from its checkpoint. `DIR/sweep.toml` keeps a copy of the sweep
+//! file: pointing another sweep at the folder is refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{read_toml, set_method_field, Preset, RunConfig};
+use crate::method::MethodSpec;
+use crate::results::{read_metrics, write_atomic, METRICS_COLUMNS};
+use crate::{Error, Result};
+
+/// A sweep file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    name: String,
+    #[serde(default)]
+    preset: Option<Preset>,
+    seeds: Vec<u64>,
+    #[serde(default)]
+    setting: Option<String>,
+    #[serde(default)]
+    target: Option<usize>,
+    task: skillit_synthetic::TaskSpec,
+    #[serde(default)]
+    model: Option<toml::Table>,
+    #[serde(default)]
+    training: Option<toml::Table>,
+    methods: Vec<toml::Table>,
+}
+
+/// One planned run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedRun {
+    pub run_id: String,
+    pub method: String,
+    pub params: String,
+    pub seed: u64,
+    #[serde(skip)]
+    pub config: RunConfig,
+}
+
+/// A sweep's plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub runs: Vec<PlannedRun>,
+    /// The sweep file's text, copied into the results folder.
+    pub source: String,
+}
+
+/// The cartesian product of a grid: every assignment of one value per key, keys in order.
+fn grid_points(grid: &toml::Table) -> Vec<Vec<(String, toml::Value)>> {
+    let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (key, values) in grid {
+        let values = match values {
+            toml::Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut q = p.clone();
+                    q.push((key.clone(), v.clone()));
+                    q
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+/// Keeps run ids to letters, digits and `._=-`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._=-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Reads and expands a sweep file; every run's config is validated before anything runs.
+pub fn plan(path: &Path) -> Result<Plan> {
+    let origin = path.display().to_string();
+    let file: SweepFile = read_toml(path)?;
+    let source = std::fs::read_to_string(path).unwrap_or_default();
+    let bad = |field: &str, message: String| Error::Invalid {
+        origin: origin.clone(),
+        field: field.into(),
+        message,
+    };
+    if file.seeds.is_empty() {
+        return Err(bad("seeds", "needs at least one seed".into()));
+    }
+    if file.methods.is_empty() {
+        return Err(bad(
+            "methods",
+            "needs at least one [[methods]] entry".into(),
+        ));
+    }
+    let task_name = match file.task {
+        skillit_synthetic::TaskSpec::Lego { .. } => "lego",
+        skillit_synthetic::TaskSpec::Addition { .. } => "addition",
+    };
+    let base_preset = file.preset.unwrap_or(Preset::Laptop).config(task_name);
+    let model = crate::config::merge(&base_preset.model, file.model.clone(), &origin, "model")?;
+    let training = crate::config::merge(
+        &base_preset.training,
+        file.training.clone(),
+        &origin,
+        "training",
+    )?;
+
+    let mut runs = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, entry) in file.methods.iter().enumerate() {
+        let field = format!("methods[{}]", i + 1);
+        let mut entry = entry.clone();
+        let grid = match entry.remove("grid") {
+            Some(toml::Value::Table(g)) => g,
+            Some(_) => return Err(bad(&field, "grid must be a table of value lists".into())),
+            None => toml::Table::new(),
+        };
+        let spec: MethodSpec = toml::Value::Table(entry)
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(&field, e.message().trim().to_string()))?;
+        for point in grid_points(&grid) {
+            let mut spec = spec.clone();
+            for (key, value) in &point {
+                spec = set_method_field(&spec, &format!("{key}={value}"))
+                    .map_err(|e| bad(&format!("{field}.grid.{key}"), e.to_string()))?;
+            }
+            for &seed in &file.seeds {
+                let config = RunConfig {
+                    setting: file.setting.clone().unwrap_or_else(|| "pretrain".into()),
+                    task: file.task.clone(),
+                    model: model.clone(),
+                    training: training.clone(),
+                    method: spec.clone(),
+                    seed,
+                    target: file.target,
+                    train_skills: None,
+                    eval_skills: None,
+                };
+                config.validate(&origin)?;
+                let task = config.task.build()?;
+                let method = spec.build(
+                    task.name(),
+                    &config.setting,
+                    task.num_skills(),
+                    config.target,
+                )?;
+                let params = method.params();
+                let run_id = sanitize(&if params.is_empty() {
+                    format!("{}-s{seed}", method.name())
+                } else {
+                    format!("{}-{params}-s{seed}", method.name())
+                });
+                if seen.insert(run_id.clone(), ()).is_some() {
+                    return Err(bad(
+                        &field,
+                        format!("run {run_id} appears twice in the plan"),
+                    ));
+                }
+                runs.push(PlannedRun {
+                    run_id,
+                    method: method.name().to_string(),
+                    params,
+                    seed,
+                    config,
+                });
+            }
+        }
+    }
+    Ok(Plan {
+        name: file.name,
+        runs,
+        source,
+    })
+}
+
+/// The folder of one run of a sweep.
+pub fn run_dir(dir: &Path, run_id: &str) -> PathBuf {
+    dir.join("runs").join(run_id)
+}
+
+/// Claims `dir` for the sweep: records the sweep file there, or checks that the one recorded is
+/// the same.
+pub fn claim(dir: &Path, plan: &Plan) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let recorded = dir.join("sweep.toml");
+    match std::fs::read_to_string(&recorded) {
+        Ok(text) if text != plan.source => Err(Error::Invalid {
+            origin: dir.display().to_string(),
+            field: "sweep.toml".into(),
+            message: "holds the results of another sweep file; use another --out".into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(_) => write_atomic(&recorded, plan.source.as_bytes()),
+    }
+}
+
+/// The status of a planned run from its folder: `finished`, `failed`, `stopped`, or `pending`.
+pub fn run_status(dir: &Path, run_id: &str) -> String {
+    let manifest = run_dir(dir, run_id).join("manifest.json");
+    std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from))
+        .unwrap_or_else(|| "pending".into())
+}
+
+/// Rebuilds `DIR/metrics.csv` (every run's rows, in plan order) and `DIR/runs.csv` (one row per
+/// run: status, wall time, backend, git revision) from the run folders.
+pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
+    let mut metrics = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let io = "writing CSV to memory cannot fail";
+    metrics.write_record(METRICS_COLUMNS).expect(io);
+    let mut runs = csv::Writer::from_writer(Vec::new());
+    runs.write_record([
+        "run_id",
+        "method",
+        "params",
+        "seed",
+        "status",
+        "wall_time_s",
+        "ms_per_step",
+        "backend",
+        "git_revision",
+    ])
+    .expect(io);
+    let mut n_rows = 0;
+    for run in &plan.runs {
+        let folder = run_dir(dir, &run.run_id);
+        let status = run_status(dir, &run.run_id);
+        let manifest: serde_json::Value = std::fs::read(folder.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let field = |k: &str| {
+            manifest
+                .get(k)
+                .map(|v| {
+                    v.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v.to_string())
+                })
+                .unwrap_or_default()
+        };
+        runs.write_record([
+            run.run_id.clone(),
+            run.method.clone(),
+            run.params.clone(),
+            run.seed.to_string(),
+            status.clone(),
+            field("wall_time_s"),
+            field("ms_per_step"),
+            field("backend"),
+            field("git_revision"),
+        ])
+        .expect(io);
+        if folder.join("metrics.csv").exists() {
+            for row in read_metrics(&folder)? {
+                metrics.serialize(row).expect(io);
+                n_rows += 1;
+            }
+        }
+    }
+    write_atomic(&dir.join("metrics.csv"), &metrics.into_inner().expect(io))?;
+    write_atomic(&dir.join("runs.csv"), &runs.into_inner().expect(io))?;
+    Ok((plan.runs.len(), n_rows))
+}

@@ -1,0 +1,141 @@
+//! `skillit sweep` end to end: the plan, the runs, resuming, the combined results, and refusing a
+//! folder of another sweep.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn skillit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skillit"))
+        .args(args)
+        .output()
+        .expect("run skillit")
+}
+
+const SWEEP: &str = r#"name = "tiny"
+seeds = [0, 1]
+[task]
+name = "lego"
+k = 3
+[model]
+d_model = 32
+n_layers = 1
+n_heads = 2
+d_ff = 64
+[training]
+steps = 20
+warmup = 5
+steps_per_round = 10
+eval_every = 10
+val_per_skill = 20
+[[methods]]
+name = "stratified"
+[[methods]]
+name = "no_graph"
+grid = { eta = [0.1, 0.5] }
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_sweep_runs_resumes_and_collects() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tiny.toml", SWEEP);
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+
+    // The plan: (stratified + 2 grid points of no_graph) × 2 seeds = 6 runs.
+    let plan = skillit(&["sweep", &file, "--out", &out_s, "--dry-run"]);
+    assert!(plan.status.success());
+    let text = String::from_utf8(plan.stdout).unwrap();
+    assert!(text.starts_with("sweep tiny: 6 runs"), "{text}");
+    assert!(text.contains("no_graph-eta=0.5-window=3-s1"));
+    assert!(!out.exists(), "a dry run writes nothing");
+
+    let run = skillit(&["sweep", &file, "--out", &out_s]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = skillit::results::read_metrics(&out).unwrap();
+    // 6 runs × 3 evaluations (steps 0, 10, 20) × 3 skills.
+    assert_eq!(rows.len(), 6 * 3 * 3);
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs.lines().count(), 7);
+    assert_eq!(runs.matches(",finished,").count(), 6);
+
+    // Rerunning skips the finished runs: their metrics stay byte for byte.
+    let before = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let manifest = out.join("runs/stratified-s0/manifest.json");
+    let stamp = std::fs::metadata(&manifest).unwrap().modified().unwrap();
+    assert!(skillit(&["sweep", &file, "--out", &out_s]).status.success());
+    assert_eq!(
+        std::fs::metadata(&manifest).unwrap().modified().unwrap(),
+        stamp
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap(),
+        before
+    );
+
+    // A lost combined file comes back from the run folders.
+    std::fs::remove_file(out.join("metrics.csv")).unwrap();
+    assert!(skillit(&["collect", &out_s]).status.success());
+    assert_eq!(
+        std::fs::read_to_string(out.join("metrics.csv")).unwrap(),
+        before
+    );
+
+    // The comparison reads the sweep's folder directly.
+    let cmp = skillit(&["compare", &out_s, "--format", "csv"]);
+    assert!(cmp.status.success());
+    assert_eq!(
+        String::from_utf8(cmp.stdout).unwrap().lines().count(),
+        1 + 3
+    );
+
+    // Another sweep file is refused for this folder.
+    let other = write(
+        dir.path(),
+        "other.toml",
+        &SWEEP.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"),
+    );
+    let refused = skillit(&["sweep", &other, "--out", &out_s]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another sweep file"));
+}
+
+#[test]
+fn bad_sweep_files_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (SWEEP.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
+        (
+            SWEEP.replace("name = \"no_graph\"", "name = \"doremi\""),
+            "methods",
+        ),
+        (
+            SWEEP.replace("eta = [0.1, 0.5]", "eta = [0.1, -0.5]"),
+            "method.eta",
+        ),
+        (SWEEP.replace("steps = 20", "steps = 0"), "training.steps"),
+        (
+            SWEEP.replace("name = \"tiny\"\n", ""),
+            "missing field `name`",
+        ),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let file = write(dir.path(), &format!("bad{i}.toml"), text);
+        let out = dir.path().join(format!("out{i}"));
+        let o = skillit(&["sweep", &file, "--out", &out.display().to_string()]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{needle}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "'{stderr}' lacks '{needle}'");
+        assert!(!out.exists(), "nothing written for a bad sweep");
+    }
+}
