@@ -159,6 +159,14 @@ enum Command {
         /// Print the plan (one row per run, with its status) and stop.
         #[arg(long)]
         dry_run: bool,
+        /// Runs trained at the same time, each on one thread (default: the machine's cores; flex
+        /// runs one thread per run, so on 2 cores 2 jobs train about twice as fast as 1).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard K of N (1-based): the runs whose plan index is K-1 modulo N, so N
+        /// machines share a sweep.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
     },
     /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
     Collect {
@@ -406,15 +414,35 @@ fn run(cli: Cli) -> skillit::Result<()> {
             out,
             device,
             dry_run,
+            jobs,
+            shard,
         } => {
             let plan = skillit::sweep::plan(&file)?;
+            let shard = shard
+                .as_deref()
+                .map(skillit::sweep::parse_shard)
+                .transpose()?;
+            let mine: Vec<&skillit::sweep::PlannedRun> = plan
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k - 1))
+                .map(|(_, r)| r)
+                .collect();
             if dry_run {
-                println!("sweep {}: {} runs", plan.name, plan.runs.len());
+                println!(
+                    "sweep {}: {} runs{}",
+                    plan.name,
+                    mine.len(),
+                    shard
+                        .map(|(k, n)| format!(" (shard {k}/{n} of {})", plan.runs.len()))
+                        .unwrap_or_default()
+                );
                 println!(
                     "{:<40} {:<12} {:>5} {:>8}  status",
                     "run_id", "method", "seed", "steps"
                 );
-                for r in &plan.runs {
+                for r in &mine {
                     println!(
                         "{:<40} {:<12} {:>5} {:>8}  {}",
                         r.run_id,
@@ -426,9 +454,18 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 }
                 return Ok(());
             }
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 {
+                return Err(skillit::Error::flag("--jobs", "must be at least 1"));
+            }
             skillit::sweep::claim(&out, &plan)?;
             let selected = skillit::device::select(device)?;
-            let total: u64 = plan.runs.iter().map(|r| r.config.training.steps).sum();
+            let todo: Vec<&skillit::sweep::PlannedRun> = mine
+                .into_iter()
+                .filter(|r| skillit::sweep::run_status(&out, &r.run_id) != "finished")
+                .collect();
+            let total: u64 = todo.iter().map(|r| r.config.training.steps).sum();
             let bar = indicatif::ProgressBar::new(total);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -437,29 +474,47 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
-            let mut done = 0u64;
-            for (i, run) in plan.runs.iter().enumerate() {
-                let steps = run.config.training.steps;
-                if skillit::sweep::run_status(&out, &run.run_id) == "finished" {
-                    done += steps;
-                    bar.set_position(done);
-                    continue;
+            bar.set_message(format!("{} runs, {jobs} at a time", todo.len()));
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let first_error: std::sync::Mutex<Option<skillit::Error>> = std::sync::Mutex::new(None);
+            std::thread::scope(|scope| {
+                for _ in 0..jobs.min(todo.len()) {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let Some(run) = todo.get(i) else { break };
+                        if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                            break;
+                        }
+                        let dir = skillit::sweep::run_dir(&out, &run.run_id);
+                        let mut last = 0u64;
+                        let result =
+                            train(&run.config, &selected, &dir, Some(&run.run_id), &mut |p| {
+                                if let Progress::Step { step, .. } = p {
+                                    bar.inc(step - last);
+                                    last = step;
+                                }
+                                Flow::Continue
+                            });
+                        match result {
+                            Ok(m) => {
+                                if let RunStatus::Failed { reason, .. } = &m.status {
+                                    bar.println(format!("{}: failed: {reason}", run.run_id));
+                                }
+                                bar.inc(run.config.training.steps - last);
+                            }
+                            Err(e) => {
+                                if let Ok(mut slot) = first_error.lock() {
+                                    slot.get_or_insert(e);
+                                }
+                            }
+                        }
+                    });
                 }
-                bar.set_message(format!("run {}/{}: {}", i + 1, plan.runs.len(), run.run_id));
-                let dir = skillit::sweep::run_dir(&out, &run.run_id);
-                let base = done;
-                let manifest = train(&run.config, &selected, &dir, Some(&run.run_id), &mut |p| {
-                    if let Progress::Step { step, .. } = p {
-                        bar.set_position(base + step);
-                    }
-                    Flow::Continue
-                })?;
-                if let RunStatus::Failed { reason, .. } = &manifest.status {
-                    bar.println(format!("{}: failed: {reason}", run.run_id));
-                }
-                done += steps;
-            }
+            });
             bar.finish();
+            if let Some(e) = first_error.into_inner().ok().flatten() {
+                return Err(e);
+            }
             let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
             eprintln!(
                 "{n_runs} runs, {n_rows} metrics rows in {}",

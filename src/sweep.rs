@@ -303,3 +303,17 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
     write_atomic(&dir.join("runs.csv"), &runs.into_inner().expect(io))?;
     Ok((plan.runs.len(), n_rows))
 }
+
+/// Parses `--shard K/N` (1 ≤ K ≤ N).
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::flag("--shard", format!("'{s}' is not K/N with 1 ≤ K ≤ N"));
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}

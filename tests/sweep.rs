@@ -110,6 +110,49 @@ fn a_sweep_runs_resumes_and_collects() {
 }
 
 #[test]
+fn jobs_and_shards_give_the_same_results_as_one_sequential_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tiny.toml", SWEEP);
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["sweep", &file, "--out", out];
+        args.extend_from_slice(extra);
+        let o = skillit(&args);
+        assert!(
+            o.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let one = dir.path().join("one").display().to_string();
+    let two = dir.path().join("two").display().to_string();
+    let sharded = dir.path().join("sharded").display().to_string();
+    run(&one, &["--jobs", "1"]);
+    run(&two, &["--jobs", "2"]);
+    // Two machines' shards into one folder (here: one after the other).
+    run(&sharded, &["--shard", "1/2", "--jobs", "1"]);
+    let half = std::fs::read_to_string(Path::new(&sharded).join("runs.csv")).unwrap();
+    assert_eq!(
+        half.matches(",finished,").count(),
+        3,
+        "shard 1/2 runs runs 1, 3, 5"
+    );
+    assert_eq!(half.matches(",pending,").count(), 3);
+    run(&sharded, &["--shard", "2/2", "--jobs", "1"]);
+    let read = |d: &str| std::fs::read_to_string(Path::new(d).join("metrics.csv")).unwrap();
+    assert_eq!(read(&one), read(&two), "--jobs does not change any number");
+    assert_eq!(
+        read(&one),
+        read(&sharded),
+        "shards add up to the whole sweep"
+    );
+    for bad in ["0/2", "3/2", "2", "a/b"] {
+        let o = skillit(&["sweep", &file, "--out", &one, "--shard", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--shard"));
+    }
+}
+
+#[test]
 fn bad_sweep_files_are_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
