@@ -167,6 +167,9 @@ enum Command {
         /// machines share a sweep.
         #[arg(long, value_name = "K/N")]
         shard: Option<String>,
+        /// Use DIR even though it holds another sweep file's results.
+        #[arg(long)]
+        force: bool,
     },
     /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
     Collect {
@@ -217,6 +220,17 @@ fn main() -> ExitCode {
             ExitCode::from(if e.is_bad_input() { BAD_INPUT } else { 1 })
         }
     }
+}
+
+/// Writes to stdout; a closed pipe comes back as an I/O error that `main` treats as success.
+fn emit(text: &str) -> skillit::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| skillit::Error::Io {
+            path: "<stdout>".into(),
+            source,
+        })
 }
 
 /// Help and version go out as clap writes them; a usage error becomes one line and exit status 2.
@@ -297,7 +311,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 threshold,
             };
             let comparisons = compare(&rows, &options)?;
-            print!("{}", render_comparisons(&comparisons, format)?);
+            emit(&render_comparisons(&comparisons, format)?)?;
             Ok(())
         }
         Command::Train {
@@ -394,7 +408,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             };
             let manifest = train(&run, &selected, &out, None, &mut on_progress)?;
             bar.finish();
-            print!("{}", skillit::report::skill_table(&manifest));
+            emit(&skillit::report::skill_table(&manifest))?;
             if let RunStatus::Failed { reason, .. } = &manifest.status {
                 return Err(skillit::Error::Diverged {
                     run: out.display().to_string(),
@@ -416,6 +430,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             dry_run,
             jobs,
             shard,
+            force,
         } => {
             let plan = skillit::sweep::plan(&file)?;
             let shard = shard
@@ -430,21 +445,21 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .map(|(_, r)| r)
                 .collect();
             if dry_run {
-                println!(
-                    "sweep {}: {} runs{}",
+                let mut text = format!(
+                    "sweep {}: {} runs{}\n",
                     plan.name,
                     mine.len(),
                     shard
                         .map(|(k, n)| format!(" (shard {k}/{n} of {})", plan.runs.len()))
                         .unwrap_or_default()
                 );
-                println!(
-                    "{:<40} {:<12} {:>5} {:>8}  status",
+                text += &format!(
+                    "{:<40} {:<12} {:>5} {:>8}  status\n",
                     "run_id", "method", "seed", "steps"
                 );
                 for r in &mine {
-                    println!(
-                        "{:<40} {:<12} {:>5} {:>8}  {}",
+                    text += &format!(
+                        "{:<40} {:<12} {:>5} {:>8}  {}\n",
                         r.run_id,
                         r.method,
                         r.seed,
@@ -452,6 +467,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                         skillit::sweep::run_status(&out, &r.run_id)
                     );
                 }
+                emit(&text)?;
                 return Ok(());
             }
             let jobs =
@@ -459,7 +475,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             if jobs == 0 {
                 return Err(skillit::Error::flag("--jobs", "must be at least 1"));
             }
-            skillit::sweep::claim(&out, &plan)?;
+            skillit::sweep::claim(&out, &plan, force)?;
             let selected = skillit::device::select(device)?;
             let todo: Vec<&skillit::sweep::PlannedRun> = mine
                 .into_iter()

@@ -213,19 +213,22 @@ pub fn run_dir(dir: &Path, run_id: &str) -> PathBuf {
 }
 
 /// Claims `dir` for the sweep: records the sweep file there, or checks that the one recorded is
-/// the same.
-pub fn claim(dir: &Path, plan: &Plan) -> Result<()> {
+/// the same (`force`: records the new one over it; runs whose config changed then start over,
+/// since a checkpoint of another config is refused).
+pub fn claim(dir: &Path, plan: &Plan, force: bool) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let recorded = dir.join("sweep.toml");
     match std::fs::read_to_string(&recorded) {
-        Ok(text) if text != plan.source => Err(Error::Invalid {
+        Ok(text) if text != plan.source && !force => Err(Error::Invalid {
             origin: dir.display().to_string(),
             field: "sweep.toml".into(),
-            message: "holds the results of another sweep file; use another --out".into(),
+            message: "holds the results of another sweep file; use another --out (or --force)"
+                .into(),
         }),
+        Ok(text) if text != plan.source => write_atomic(&recorded, plan.source.as_bytes()),
         Ok(_) => Ok(()),
         Err(_) => write_atomic(&recorded, plan.source.as_bytes()),
     }

@@ -107,6 +107,85 @@ fn a_sweep_runs_resumes_and_collects() {
     let refused = skillit(&["sweep", &other, "--out", &out_s]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("another sweep file"));
+    // Unless forced: the new file's extra seed runs, the others are kept.
+    let forced = skillit(&["sweep", &other, "--out", &out_s, "--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&manifest).unwrap().modified().unwrap(),
+        stamp
+    );
+    assert_eq!(
+        skillit::results::read_metrics(&out).unwrap().len(),
+        9 * 3 * 3
+    );
+}
+
+#[test]
+fn the_shipped_sweeps_are_valid_plans() {
+    // Every sweep in sweeps/ expands and validates (dry run): the paper's experiments.
+    for (file, runs) in [
+        ("sweeps/smoke.toml", 8),
+        ("sweeps/lego_pretrain.toml", 35),
+        ("sweeps/addition_pretrain.toml", 35),
+        ("sweeps/lego_finetune.toml", 15),
+        ("sweeps/addition_finetune.toml", 15),
+        ("sweeps/lego_ablations.toml", 60),
+        ("sweeps/ordered_skills.toml", 10),
+    ] {
+        let plan = skillit::sweep::plan(Path::new(file)).unwrap();
+        assert_eq!(plan.runs.len(), runs, "{file}");
+        // Run ids are stable: planning twice gives the same ids in the same order.
+        let again = skillit::sweep::plan(Path::new(file)).unwrap();
+        let ids =
+            |p: &skillit::sweep::Plan| p.runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&plan), ids(&again));
+    }
+}
+
+#[test]
+fn a_sweep_killed_mid_run_ends_as_if_never_killed() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    // Longer runs than the other tests, so that the kill lands inside a run.
+    let file = write(
+        dir.path(),
+        "kill.toml",
+        &SWEEP
+            .replace("steps = 20\n", "steps = 400\n")
+            .replace("steps_per_round = 10", "steps_per_round = 50"),
+    );
+    let whole = dir.path().join("whole").display().to_string();
+    let killed = dir.path().join("killed").display().to_string();
+    assert!(skillit(&["sweep", &file, "--out", &whole, "--jobs", "1"])
+        .status
+        .success());
+    // Start, wait for the first checkpoint of the first run, SIGKILL, restart.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skillit"))
+        .args(["sweep", &file, "--out", &killed, "--jobs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = Path::new(&killed).join("runs/stratified-s0/checkpoint/state.json");
+    let start = std::time::Instant::now();
+    while !state.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        state.exists(),
+        "the run reached its first checkpoint before the kill"
+    );
+    assert!(skillit(&["sweep", &file, "--out", &killed, "--jobs", "1"])
+        .status
+        .success());
+    let read = |d: &str| std::fs::read_to_string(Path::new(d).join("metrics.csv")).unwrap();
+    assert_eq!(read(&whole), read(&killed));
 }
 
 #[test]
