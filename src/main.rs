@@ -444,6 +444,11 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k - 1))
                 .map(|(_, r)| r)
                 .collect();
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            if jobs == 0 {
+                return Err(skillit::Error::flag("--jobs", "must be at least 1"));
+            }
             if dry_run {
                 let mut text = format!(
                     "sweep {}: {} runs{}\n",
@@ -467,13 +472,26 @@ fn run(cli: Cli) -> skillit::Result<()> {
                         skillit::sweep::run_status(&out, &r.run_id)
                     );
                 }
+                let pending: Vec<&skillit::sweep::PlannedRun> = mine
+                    .iter()
+                    .copied()
+                    .filter(|r| skillit::sweep::run_status(&out, &r.run_id) != "finished")
+                    .collect();
+                let selected = skillit::device::select(device)?;
+                if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
+                    text += &format!(
+                        "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \
+                         (measured on {}: {:.1} ms/step, {:.0} ms/evaluation; curricula add \
+                         their pool scoring)\n",
+                        pending.len(),
+                        e.seconds / 60.0,
+                        selected.backend,
+                        e.ms_per_step,
+                        e.ms_per_eval
+                    );
+                }
                 emit(&text)?;
                 return Ok(());
-            }
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            if jobs == 0 {
-                return Err(skillit::Error::flag("--jobs", "must be at least 1"));
             }
             skillit::sweep::claim(&out, &plan, force)?;
             let selected = skillit::device::select(device)?;
@@ -482,7 +500,8 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .filter(|r| skillit::sweep::run_status(&out, &r.run_id) != "finished")
                 .collect();
             let total: u64 = todo.iter().map(|r| r.config.training.steps).sum();
-            let bar = indicatif::ProgressBar::new(total);
+            let multi = indicatif::MultiProgress::new();
+            let bar = multi.add(indicatif::ProgressBar::new(total));
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
@@ -490,7 +509,11 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
-            bar.set_message(format!("{} runs, {jobs} at a time", todo.len()));
+            let runs_done = std::sync::atomic::AtomicUsize::new(0);
+            let n_todo = todo.len();
+            bar.set_message(format!("0/{n_todo} runs, {jobs} at a time"));
+            let run_style = indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
+                .expect("a valid template");
             let next = std::sync::atomic::AtomicUsize::new(0);
             let first_error: std::sync::Mutex<Option<skillit::Error>> = std::sync::Mutex::new(None);
             std::thread::scope(|scope| {
@@ -502,15 +525,23 @@ fn run(cli: Cli) -> skillit::Result<()> {
                             break;
                         }
                         let dir = skillit::sweep::run_dir(&out, &run.run_id);
+                        let line =
+                            multi.add(indicatif::ProgressBar::new(run.config.training.steps));
+                        line.set_style(run_style.clone());
+                        line.set_message(run.run_id.clone());
                         let mut last = 0u64;
                         let result =
                             train(&run.config, &selected, &dir, Some(&run.run_id), &mut |p| {
                                 if let Progress::Step { step, .. } = p {
                                     bar.inc(step - last);
+                                    line.set_position(step);
                                     last = step;
                                 }
                                 Flow::Continue
                             });
+                        line.finish_and_clear();
+                        let done = runs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        bar.set_message(format!("{done}/{n_todo} runs, {jobs} at a time"));
                         match result {
                             Ok(m) => {
                                 if let RunStatus::Failed { reason, .. } = &m.status {

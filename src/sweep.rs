@@ -149,6 +149,15 @@ pub fn plan(path: &Path) -> Result<Plan> {
             Some(_) => return Err(bad(&field, "grid must be a table of value lists".into())),
             None => toml::Table::new(),
         };
+        if let Some((key, _)) = grid
+            .iter()
+            .find(|(_, v)| matches!(v, toml::Value::Array(a) if a.is_empty()))
+        {
+            return Err(bad(
+                &format!("{field}.grid.{key}"),
+                "is an empty list: give at least one value".into(),
+            ));
+        }
         let spec: MethodSpec = toml::Value::Table(entry)
             .try_into()
             .map_err(|e: toml::de::Error| bad(&field, e.message().trim().to_string()))?;
@@ -319,4 +328,65 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
         return Err(bad());
     }
     Ok((k, n))
+}
+
+/// A sweep's estimated duration from a short measurement on the chosen device.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    pub ms_per_step: f64,
+    pub ms_per_eval: f64,
+    /// Wall time of the runs, `jobs` at a time (the curricula's pool scoring not included).
+    pub seconds: f64,
+}
+
+/// Times 3 training steps (after one warm-up) and one evaluation of the first run's model, and
+/// scales them to the runs' steps and evaluations, `jobs` runs at a time.
+pub fn estimate(
+    runs: &[&PlannedRun],
+    selected: &crate::device::Selected,
+    jobs: usize,
+) -> Result<Option<Estimate>> {
+    use skillit_synthetic::{stream_rng, Example, Purpose, ValidationSet};
+    let Some(first) = runs.first() else {
+        return Ok(None);
+    };
+    let config = &first.config;
+    let task = config.task.build()?;
+    let t = &config.training;
+    let device = selected.device.clone().autodiff();
+    let mut init = stream_rng(0, Purpose(99), 0);
+    let mut model = config.model.init(task.vocab().len(), &mut init, &device);
+    let mut optim = crate::train::optimizer(&model, t);
+    let mut rng = stream_rng(0, Purpose::TRAIN, 1);
+    let k = task.num_skills();
+    let examples: Vec<Example> = (0..t.batch_size)
+        .map(|i| task.example(1 + i % k, &mut rng))
+        .collect();
+    let batch: Vec<&Example> = examples.iter().collect();
+    let mut step_time = 0.0;
+    for i in 0..4 {
+        let t0 = std::time::Instant::now();
+        let (m, _) = crate::train::train_step(model, &mut optim, &batch, t, t.lr, &device);
+        model = m;
+        if i > 0 {
+            step_time += t0.elapsed().as_secs_f64() / 3.0;
+        }
+    }
+    let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
+    let t0 = std::time::Instant::now();
+    use burn::module::Module;
+    crate::train::evaluate(&model.valid(), &validation, k, &selected.device, 0);
+    let eval_time = t0.elapsed().as_secs_f64();
+    let total: f64 = runs
+        .iter()
+        .map(|r| {
+            let t = &r.config.training;
+            t.steps as f64 * step_time + (t.steps / t.eval_every + 1) as f64 * eval_time
+        })
+        .sum();
+    Ok(Some(Estimate {
+        ms_per_step: 1000.0 * step_time,
+        ms_per_eval: 1000.0 * eval_time,
+        seconds: total / jobs.min(runs.len()).max(1) as f64,
+    }))
 }

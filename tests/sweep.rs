@@ -52,6 +52,10 @@ fn a_sweep_runs_resumes_and_collects() {
     assert!(plan.status.success());
     let text = String::from_utf8(plan.stdout).unwrap();
     assert!(text.starts_with("sweep tiny: 6 runs"), "{text}");
+    assert!(
+        text.contains("estimated time for the 6 unfinished runs"),
+        "{text}"
+    );
     assert!(text.contains("no_graph-eta=0.5-window=3-s1"));
     assert!(!out.exists(), "a dry run writes nothing");
 
@@ -248,6 +252,18 @@ fn bad_sweep_files_are_one_line_and_exit_2() {
         (
             SWEEP.replace("name = \"tiny\"\n", ""),
             "missing field `name`",
+        ),
+        (
+            SWEEP.replace("eta = [0.1, 0.5]", "eta = []"),
+            "methods[2].grid.eta",
+        ),
+        (
+            SWEEP.replace("seeds = [0, 1]", "seeds = [0, \"one\"]"),
+            "line 2",
+        ),
+        (
+            SWEEP.replace("seeds = [0, 1]", "seeds = [0, 1]\nlearning = 3"),
+            "unknown field `learning`",
         ),
     ];
     for (i, (text, needle)) in cases.iter().enumerate() {
