@@ -514,54 +514,41 @@ fn run(cli: Cli) -> skillit::Result<()> {
             bar.set_message(format!("0/{n_todo} runs, {jobs} at a time"));
             let run_style = indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
                 .expect("a valid template");
-            let next = std::sync::atomic::AtomicUsize::new(0);
-            let first_error: std::sync::Mutex<Option<skillit::Error>> = std::sync::Mutex::new(None);
-            std::thread::scope(|scope| {
-                for _ in 0..jobs.min(todo.len()) {
-                    scope.spawn(|| loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let Some(run) = todo.get(i) else { break };
-                        if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
-                            break;
-                        }
-                        let dir = skillit::sweep::run_dir(&out, &run.run_id);
+            // Each active run's line and the last step it reported.
+            let lines = std::sync::Mutex::new(std::collections::HashMap::new());
+            let on_event = |event: skillit::sweep::SweepEvent| {
+                use skillit::sweep::SweepEvent;
+                let Ok(mut lines) = lines.lock() else { return };
+                match event {
+                    SweepEvent::Started { run } => {
                         let line =
                             multi.add(indicatif::ProgressBar::new(run.config.training.steps));
                         line.set_style(run_style.clone());
                         line.set_message(run.run_id.clone());
-                        let mut last = 0u64;
-                        let result =
-                            train(&run.config, &selected, &dir, Some(&run.run_id), &mut |p| {
-                                if let Progress::Step { step, .. } = p {
-                                    bar.inc(step - last);
-                                    line.set_position(step);
-                                    last = step;
-                                }
-                                Flow::Continue
-                            });
-                        line.finish_and_clear();
+                        lines.insert(run.run_id.clone(), (line, 0u64));
+                    }
+                    SweepEvent::Step { run, step } => {
+                        if let Some((line, last)) = lines.get_mut(&run.run_id) {
+                            bar.inc(step - *last);
+                            line.set_position(step);
+                            *last = step;
+                        }
+                    }
+                    SweepEvent::Done { run, manifest } => {
+                        if let Some((line, last)) = lines.remove(&run.run_id) {
+                            line.finish_and_clear();
+                            bar.inc(run.config.training.steps - last);
+                        }
+                        if let RunStatus::Failed { reason, .. } = &manifest.status {
+                            bar.println(format!("{}: failed: {reason}", run.run_id));
+                        }
                         let done = runs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                         bar.set_message(format!("{done}/{n_todo} runs, {jobs} at a time"));
-                        match result {
-                            Ok(m) => {
-                                if let RunStatus::Failed { reason, .. } = &m.status {
-                                    bar.println(format!("{}: failed: {reason}", run.run_id));
-                                }
-                                bar.inc(run.config.training.steps - last);
-                            }
-                            Err(e) => {
-                                if let Ok(mut slot) = first_error.lock() {
-                                    slot.get_or_insert(e);
-                                }
-                            }
-                        }
-                    });
+                    }
                 }
-            });
+            };
+            skillit::sweep::execute(&out, &todo, &selected, jobs, &on_event)?;
             bar.finish();
-            if let Some(e) = first_error.into_inner().ok().flatten() {
-                return Err(e);
-            }
             let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
             eprintln!(
                 "{n_runs} runs, {n_rows} metrics rows in {}",

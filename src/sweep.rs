@@ -390,3 +390,72 @@ pub fn estimate(
         seconds: total / jobs.min(runs.len()).max(1) as f64,
     }))
 }
+
+/// What a running sweep reports (the CLI draws its progress bars from it).
+pub enum SweepEvent<'a> {
+    /// A run started (or resumed).
+    Started { run: &'a PlannedRun },
+    /// A run finished an optimizer step.
+    Step { run: &'a PlannedRun, step: u64 },
+    /// A run ended (finished or failed: see the manifest).
+    Done {
+        run: &'a PlannedRun,
+        manifest: &'a crate::train::Manifest,
+    },
+}
+
+/// Trains `runs` into `out`, `jobs` at a time, one thread each, taking runs from a shared queue in
+/// plan order. A diverging run is recorded as failed and the others go on; an error (a file that
+/// cannot be written, ...) stops the sweep after the runs in flight and is returned.
+pub fn execute(
+    out: &Path,
+    runs: &[&PlannedRun],
+    selected: &crate::device::Selected,
+    jobs: usize,
+    on_event: &(dyn Fn(SweepEvent) + Sync),
+) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(runs.len()) {
+            scope.spawn(|| {
+                while let Some(run) = runs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
+                        break;
+                    }
+                    on_event(SweepEvent::Started { run });
+                    let dir = run_dir(out, &run.run_id);
+                    let result = crate::train::train(
+                        &run.config,
+                        selected,
+                        &dir,
+                        Some(&run.run_id),
+                        &mut |p| {
+                            if let crate::train::Progress::Step { step, .. } = p {
+                                on_event(SweepEvent::Step { run, step });
+                            }
+                            crate::train::Flow::Continue
+                        },
+                    );
+                    match result {
+                        Ok(manifest) => on_event(SweepEvent::Done {
+                            run,
+                            manifest: &manifest,
+                        }),
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
