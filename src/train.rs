@@ -225,22 +225,8 @@ pub fn evaluate(
     device: &Device,
     step: u64,
 ) -> Evaluation {
-    const CHUNK: usize = 512;
     let all: Vec<&Example> = validation.iter().collect();
-    let mut nll = Vec::with_capacity(all.len());
-    let mut correct = Vec::with_capacity(all.len());
-    for chunk in all.chunks(CHUNK) {
-        let answer_pos = chunk[0].answer_pos;
-        let tokens = tokens_tensor(chunk, device);
-        let lp = model.answer_log_probs(tokens, answer_pos);
-        let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
-        let answers =
-            Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
-        let picked = lp.clone().gather(1, answers.clone()).reshape([chunk.len()]);
-        let hit = lp.argmax(1).equal(answers).reshape([chunk.len()]);
-        nll.extend(picked.into_data().iter::<f64>().map(|x| -x));
-        correct.extend(hit.into_data().iter::<bool>());
-    }
+    let (nll, correct) = answer_scores(model, &all, device);
     let mut loss = vec![0.0; num_skills];
     let mut accuracy = vec![0.0; num_skills];
     let mut count = vec![0usize; num_skills];
@@ -261,20 +247,33 @@ pub fn evaluate(
     }
 }
 
-/// Each example's answer-token cross-entropy under `model` (the curricula's difficulty score).
-pub fn score(model: &Transformer, examples: &[Example], device: &Device) -> Vec<f64> {
+/// Each example's answer-token cross-entropy under `model` and whether its greedy answer is right,
+/// in batches of 512 (one forward each).
+fn answer_scores(
+    model: &Transformer,
+    examples: &[&Example],
+    device: &Device,
+) -> (Vec<f64>, Vec<bool>) {
     const CHUNK: usize = 512;
-    let mut out = Vec::with_capacity(examples.len());
-    let refs: Vec<&Example> = examples.iter().collect();
-    for chunk in refs.chunks(CHUNK) {
+    let mut nll = Vec::with_capacity(examples.len());
+    let mut correct = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(CHUNK) {
         let lp = model.answer_log_probs(tokens_tensor(chunk, device), chunk[0].answer_pos);
         let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
         let answers =
             Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
-        let picked = lp.gather(1, answers).reshape([chunk.len()]);
-        out.extend(picked.into_data().iter::<f64>().map(|x| -x));
+        let picked = lp.clone().gather(1, answers.clone()).reshape([chunk.len()]);
+        let hit = lp.argmax(1).equal(answers).reshape([chunk.len()]);
+        nll.extend(picked.into_data().iter::<f64>().map(|x| -x));
+        correct.extend(hit.into_data().iter::<bool>());
     }
-    out
+    (nll, correct)
+}
+
+/// Each example's answer-token cross-entropy under `model` (the curricula's difficulty score).
+pub fn score(model: &Transformer, examples: &[Example], device: &Device) -> Vec<f64> {
+    let refs: Vec<&Example> = examples.iter().collect();
+    answer_scores(model, &refs, device).0
 }
 
 /// One batch's training loss (a scalar tensor on the autodiff device).
