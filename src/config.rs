@@ -312,8 +312,7 @@ impl RunConfig {
         let origin = path.display().to_string();
         let file: RunFile = read_toml(path)?;
         let task_name = match &file.task {
-            Some(TaskSpec::Addition { .. }) => "addition",
-            Some(TaskSpec::Lego { .. }) => "lego",
+            Some(task) => task.name(),
             None => task_hint,
         };
         let preset = file.preset.or(preset).unwrap_or(Preset::Laptop);

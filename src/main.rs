@@ -336,19 +336,9 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 Some(path) => RunConfig::from_file(path, preset, task_name)?,
                 None => preset.unwrap_or(Preset::Laptop).config(task_name),
             };
-            if let Some(t) = task {
-                let default = preset.unwrap_or(Preset::Laptop).config(task_name).task;
-                let same = matches!(
-                    (&run.task, t),
-                    (skillit::synthetic::TaskSpec::Lego { .. }, TaskName::Lego)
-                        | (
-                            skillit::synthetic::TaskSpec::Addition { .. },
-                            TaskName::Addition
-                        )
-                );
-                if !same {
-                    run.task = default;
-                }
+            // The file's task unless --task names another one.
+            if task.is_some() && run.task.name() != task_name {
+                run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
             }
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();

@@ -126,11 +126,10 @@ pub fn plan(path: &Path) -> Result<Plan> {
             "needs at least one [[methods]] entry".into(),
         ));
     }
-    let task_name = match file.task {
-        skillit_synthetic::TaskSpec::Lego { .. } => "lego",
-        skillit_synthetic::TaskSpec::Addition { .. } => "addition",
-    };
-    let base_preset = file.preset.unwrap_or(Preset::Laptop).config(task_name);
+    let base_preset = file
+        .preset
+        .unwrap_or(Preset::Laptop)
+        .config(file.task.name());
     let model = crate::config::merge(&base_preset.model, file.model.clone(), &origin, "model")?;
     let training = crate::config::merge(
         &base_preset.training,

@@ -109,11 +109,7 @@ pub struct Manifest {
 
 /// The run's identifier in results: `task-method-s<seed>` unless given.
 pub fn default_run_id(config: &RunConfig, method: &dyn MixtureMethod) -> String {
-    let task = match &config.task {
-        skillit_synthetic::TaskSpec::Lego { .. } => "lego",
-        skillit_synthetic::TaskSpec::Addition { .. } => "addition",
-    };
-    format!("{task}-{}-s{}", method.name(), config.seed)
+    format!("{}-{}-s{}", config.task.name(), method.name(), config.seed)
 }
 
 /// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill with a

@@ -185,6 +185,14 @@ fn default_addition_k() -> usize {
 }
 
 impl TaskSpec {
+    /// The task's name (`lego`, `addition`), as [`Task::name`] gives it once built.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskSpec::Lego { .. } => "lego",
+            TaskSpec::Addition { .. } => "addition",
+        }
+    }
+
     /// Builds the task, checking its parameters.
     pub fn build(&self) -> Result<Box<dyn Task>, Error> {
         Ok(match *self {
