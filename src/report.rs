@@ -638,6 +638,20 @@ fn draw_legend<'a, 'b: 'a>(chart: &mut StepChart<'a, 'b>) -> Result<()> {
         .map_err(plot_error)
 }
 
+/// What the step figures range over: the skills, the method labels (sorted, which fixes their
+/// colours) and the last step.
+fn axes(rows: &[MetricsRow]) -> (BTreeSet<usize>, Vec<String>, f64) {
+    let skills = rows.iter().map(|r| r.skill).collect();
+    let methods = rows
+        .iter()
+        .map(|r| r.method_label())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    (skills, methods, max_step)
+}
+
 fn panel_grid(k: usize) -> (usize, usize) {
     let cols = k.min(3);
     (k.div_ceil(cols), cols)
@@ -646,18 +660,8 @@ fn panel_grid(k: usize) -> (usize, usize) {
 /// Per-skill curves of `metric`: one panel per skill, one line (mean over seeds) and 95% band per
 /// method, the legend in the first panel.
 fn curves_svg(rows: &[MetricsRow], metric: Metric) -> Result<String> {
-    let skills: BTreeSet<usize> = rows.iter().map(|r| r.skill).collect();
-    let methods: Vec<String> = rows
-        .iter()
-        .map(|r| r.method_label())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
-    let value = |r: &MetricsRow| match metric {
-        Metric::Accuracy => r.accuracy,
-        Metric::Loss => r.loss,
-    };
+    let (skills, methods, max_step) = axes(rows);
+    let value = |r: &MetricsRow| metric.of(r);
     let y_max = match metric {
         Metric::Accuracy => 1.0,
         Metric::Loss => {
@@ -713,14 +717,7 @@ fn curves_svg(rows: &[MetricsRow], metric: Metric) -> Result<String> {
 /// The mixture over skills against the step: one panel per method, one line per skill (mean over
 /// seeds).
 fn weights_svg(rows: &[MetricsRow]) -> Result<String> {
-    let skills: BTreeSet<usize> = rows.iter().map(|r| r.skill).collect();
-    let methods: Vec<String> = rows
-        .iter()
-        .map(|r| r.method_label())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let max_step = rows.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
+    let (skills, methods, max_step) = axes(rows);
     let (nr, nc) = panel_grid(methods.len());
     let mut svg = String::new();
     {
@@ -777,7 +774,7 @@ fn final_svg(rows: &[MetricsRow], step: u64) -> Result<String> {
         .collect();
     let n = methods.len();
     // Colours follow the label order, as in the other figures.
-    let all_labels: BTreeSet<String> = rows.iter().map(|r| r.method_label()).collect();
+    let (_, all_labels, _) = axes(rows);
     let colour_of = |label: &str| color(all_labels.iter().position(|l| l == label).unwrap_or(0));
     let mut svg = String::new();
     {

@@ -42,7 +42,8 @@ impl Metric {
         }
     }
 
-    fn of(self, row: &MetricsRow) -> f64 {
+    /// The metric's value in a metrics row.
+    pub fn of(self, row: &MetricsRow) -> f64 {
         match self {
             Metric::Accuracy => row.accuracy,
             Metric::Loss => row.loss,
