@@ -130,19 +130,10 @@ impl GenerateRequest {
             }
             Split::Val => {
                 let seed = self.seed.unwrap_or(task.default_val_seed());
-                for &s in &skills {
-                    if self.n as u128 > task.capacity(s) {
-                        return Err(Error::flag(
-                            "--n",
-                            format!(
-                                "{} has only {} distinct examples of skill {s}",
-                                task.describe(),
-                                task.capacity(s)
-                            ),
-                        ));
-                    }
-                }
-                (seed, ValidationSet::new(task.as_ref(), self.n, seed)?)
+                // The set checks every skill's capacity before drawing anything.
+                let validation = ValidationSet::new(task.as_ref(), self.n, seed)
+                    .map_err(|e| Error::flag("--n", e.to_string()))?;
+                (seed, validation)
             }
         };
         if self.split == Split::Train {

@@ -114,6 +114,12 @@ fn bad_input_is_one_line_exit_2_and_nothing_on_stdout() {
             "error: command line: --n:",
         ),
         (
+            &[
+                "generate", "--task", "addition", "--k", "1", "--split", "val", "--n", "82",
+            ],
+            "error: command line: --n:",
+        ),
+        (
             &["generate", "--task", "chess"],
             "error: invalid value 'chess' for '--task",
         ),
