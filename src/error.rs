@@ -20,6 +20,9 @@ pub enum Error {
     /// A run's loss became NaN or infinite; the run is recorded as failed.
     #[error("{run}: the run diverged: {reason}")]
     Diverged { run: String, reason: String },
+    /// A check the user asked for did not hold (a rerun that does not reproduce its run).
+    #[error("{origin}: {message}")]
+    Check { origin: String, message: String },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -43,7 +46,7 @@ impl Error {
     pub fn is_bad_input(&self) -> bool {
         match self {
             Error::Invalid { .. } | Error::Task(_) => true,
-            Error::Io { .. } | Error::Diverged { .. } => false,
+            Error::Io { .. } | Error::Diverged { .. } | Error::Check { .. } => false,
         }
     }
 }

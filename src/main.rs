@@ -170,6 +170,25 @@ enum Command {
         /// Use DIR even though it holds another sweep file's results.
         #[arg(long)]
         force: bool,
+        /// Run the failed (diverged) runs again; by default a failed run is done, since the same
+        /// config fails the same way.
+        #[arg(long)]
+        retry_failed: bool,
+    },
+    /// Train a recorded run again from its manifest.json and check that every number of its
+    /// metrics.csv comes out the same.
+    ///
+    /// RUN is a run folder (`DIR/runs/RUN_ID`, or a `skillit train --out` folder). The rerun goes
+    /// to --out (default RUN/rerun); exit status 1 when the metrics differ on the same backend.
+    Rerun {
+        /// The run folder holding manifest.json and metrics.csv.
+        run: PathBuf,
+        /// Where the rerun's files go.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The backend (default: flex).
+        #[arg(long, value_enum, default_value = "flex")]
+        device: DeviceKind,
     },
     /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
     Collect {
@@ -205,6 +224,24 @@ enum Format {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
+    // Any panic left is a bug: one line that says so, never a backtrace dump on bad input.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error (a bug in skillit; please report it with the command that \
+             caused it): {}{place}",
+            message.replace('\n', " ")
+        );
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
@@ -421,6 +458,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             jobs,
             shard,
             force,
+            retry_failed,
         } => {
             let plan = skillit::sweep::plan(&file)?;
             let shard = shard
@@ -465,7 +503,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 let pending: Vec<&skillit::sweep::PlannedRun> = mine
                     .iter()
                     .copied()
-                    .filter(|r| skillit::sweep::run_status(&out, &r.run_id) != "finished")
+                    .filter(|r| !skillit::sweep::is_done(&out, &r.run_id, retry_failed))
                     .collect();
                 let selected = skillit::device::select(device)?;
                 if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
@@ -484,10 +522,11 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 return Ok(());
             }
             skillit::sweep::claim(&out, &plan, force)?;
+            skillit::sweep::tidy(&out, &mine);
             let selected = skillit::device::select(device)?;
             let todo: Vec<&skillit::sweep::PlannedRun> = mine
                 .into_iter()
-                .filter(|r| skillit::sweep::run_status(&out, &r.run_id) != "finished")
+                .filter(|r| !skillit::sweep::is_done(&out, &r.run_id, retry_failed))
                 .collect();
             let total: u64 = todo.iter().map(|r| r.config.training.steps).sum();
             let multi = indicatif::MultiProgress::new();
@@ -544,6 +583,40 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 "{n_runs} runs, {n_rows} metrics rows in {}",
                 out.join("metrics.csv").display()
             );
+            Ok(())
+        }
+        Command::Rerun { run, out, device } => {
+            let out = out.unwrap_or_else(|| run.join("rerun"));
+            let recorded = skillit::train::read_manifest(&run)?;
+            let selected = skillit::device::select(device)?;
+            eprintln!(
+                "rerunning {} (recorded on {}, git {}) on {} into {}",
+                recorded.run_id,
+                recorded.backend,
+                recorded.git_revision,
+                selected.backend,
+                out.display()
+            );
+            let manifest = train(
+                &recorded.config,
+                &selected,
+                &out,
+                Some(&recorded.run_id),
+                &mut |_| Flow::Continue,
+            )?;
+            let before = read_metrics(&run)?;
+            let after = read_metrics(&out)?;
+            let check = skillit::results::diff_metrics(&before, &after);
+            emit(&format!("{check}\n"))?;
+            if !check.identical() && manifest.backend == recorded.backend {
+                return Err(skillit::Error::Check {
+                    origin: out.display().to_string(),
+                    message: format!(
+                        "the rerun on the same backend ({}) does not reproduce the recorded metrics",
+                        recorded.backend
+                    ),
+                });
+            }
             Ok(())
         }
         Command::Collect { dir } => {

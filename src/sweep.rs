@@ -224,10 +224,7 @@ pub fn run_dir(dir: &Path, run_id: &str) -> PathBuf {
 /// the same (`force`: records the new one over it; runs whose config changed then start over,
 /// since a checkpoint of another config is refused).
 pub fn claim(dir: &Path, plan: &Plan, force: bool) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    crate::results::prepare_output_dir(dir, "--out")?;
     let recorded = dir.join("sweep.toml");
     match std::fs::read_to_string(&recorded) {
         Ok(text) if text != plan.source && !force => Err(Error::Invalid {
@@ -244,17 +241,50 @@ pub fn claim(dir: &Path, plan: &Plan, force: bool) -> Result<()> {
 
 /// The status of a planned run from its folder: `finished`, `failed`, `stopped`, or `pending`.
 pub fn run_status(dir: &Path, run_id: &str) -> String {
-    let manifest = run_dir(dir, run_id).join("manifest.json");
-    std::fs::read(&manifest)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    run_status_in(&run_dir(dir, run_id))
+}
+
+/// The status recorded in a run folder's manifest (`pending` without one).
+pub fn run_status_in(run_folder: &Path) -> String {
+    read_manifest(run_folder)
         .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from))
         .unwrap_or_else(|| "pending".into())
+}
+
+/// A run folder's manifest.json as JSON, if it has a readable one.
+fn read_manifest(run_folder: &Path) -> Option<serde_json::Value> {
+    std::fs::read(run_folder.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Whether a run is done: finished, or failed (a diverged run fails the same way again; pass
+/// `retry_failed` to run it anyway).
+pub fn is_done(dir: &Path, run_id: &str, retry_failed: bool) -> bool {
+    match run_status(dir, run_id).as_str() {
+        "finished" => true,
+        "failed" => !retry_failed,
+        _ => false,
+    }
+}
+
+/// Clears what killed processes left in a sweep folder: in the folders of `runs` (this process's
+/// share of the plan), every temp file and stale checkpoint file; at the top, the temp files of
+/// writers that are gone.
+pub fn tidy(dir: &Path, runs: &[&PlannedRun]) {
+    crate::results::remove_stale_temps(dir, false);
+    for run in runs {
+        let folder = run_dir(dir, &run.run_id);
+        if folder.exists() {
+            crate::train::tidy_run(&folder);
+        }
+    }
 }
 
 /// Rebuilds `DIR/metrics.csv` (every run's rows, in plan order) and `DIR/runs.csv` (one row per
 /// run: status, wall time, backend, git revision) from the run folders.
 pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
+    crate::results::remove_stale_temps(dir, false);
     let mut metrics = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
@@ -271,16 +301,15 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
         "ms_per_step",
         "backend",
         "git_revision",
+        "steps_done",
+        "reason",
     ])
     .expect(io);
     let mut n_rows = 0;
     for run in &plan.runs {
         let folder = run_dir(dir, &run.run_id);
         let status = run_status(dir, &run.run_id);
-        let manifest: serde_json::Value = std::fs::read(folder.join("manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null);
+        let manifest = read_manifest(&folder).unwrap_or(serde_json::Value::Null);
         let field = |k: &str| {
             manifest
                 .get(k)
@@ -301,6 +330,8 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
             field("ms_per_step"),
             field("backend"),
             field("git_revision"),
+            field("steps_done"),
+            field("reason"),
         ])
         .expect(io);
         if folder.join("metrics.csv").exists() {

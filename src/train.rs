@@ -107,6 +107,31 @@ pub struct Manifest {
     pub evaluations: Vec<Evaluation>,
 }
 
+/// What a rerun needs from a recorded run's manifest.json.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecordedRun {
+    pub run_id: String,
+    pub config: RunConfig,
+    pub backend: String,
+    pub git_revision: String,
+    pub burn_version: String,
+}
+
+/// Reads the manifest.json of the run folder `dir`.
+pub fn read_manifest(dir: &Path) -> Result<RecordedRun> {
+    let path = dir.join("manifest.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::Invalid {
+        origin: path.display().to_string(),
+        field: "manifest".into(),
+        message: format!("cannot be read ({e}): give a run folder of skillit train or sweep"),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+        origin: path.display().to_string(),
+        field: "manifest".into(),
+        message: format!("is not a skillit manifest: {e}"),
+    })
+}
+
 /// The run's identifier in results: `task-method-s<seed>` unless given.
 pub fn default_run_id(config: &RunConfig, method: &dyn MixtureMethod) -> String {
     format!("{}-{}-s{}", config.task.name(), method.name(), config.seed)
@@ -412,10 +437,8 @@ pub fn train(
     progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<Manifest> {
     config.validate("run config")?;
-    std::fs::create_dir_all(out).map_err(|source| Error::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    crate::results::prepare_output_dir(out, "out")?;
+    tidy_run(out);
     let paths = RunPaths {
         dir: out.to_path_buf(),
     };
@@ -617,16 +640,7 @@ pub fn train(
         }
     }
     if status == RunStatus::Finished {
-        // The finished run's outputs replace its checkpoint.
-        let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
-        model
-            .clone()
-            .save_file(paths.weights())
-            .map_err(|e| Error::Invalid {
-                origin: paths.weights().display().to_string(),
-                field: "weights".into(),
-                message: format!("could not be saved: {e:?}"),
-            })?;
+        save_module(&model, &paths.weights())?;
     }
     let manifest = Manifest {
         run_id: run_id.clone(),
@@ -654,7 +668,26 @@ pub fn train(
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;
+    if manifest.status == RunStatus::Finished {
+        // Only now that the manifest says finished does the checkpoint go: a kill before this
+        // line resumes from the checkpoint, a kill after it leaves the finished run (a leftover
+        // checkpoint folder is removed by the sweep's tidy-up).
+        let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
+    }
     Ok(manifest)
+}
+
+/// Saves a model's parameters (burnpack) through [`write_atomic`]: the file is whole or absent.
+pub fn save_module(model: &Transformer, path: &Path) -> Result<()> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(format!("{e:?}")),
+        })?;
+    write_atomic(path, &bytes)
 }
 
 /// Where a round starts and what shapes it.
@@ -751,6 +784,48 @@ fn read_checkpoint(paths: &RunPaths, config: &RunConfig) -> Result<Option<Checkp
     Ok(Some(ck))
 }
 
+/// Clears what a killed process left in a run folder that only the caller writes: temp files of
+/// interrupted atomic writes, checkpoint files that no state.json names, and the checkpoint of a
+/// run whose manifest already says finished.
+pub fn tidy_run(dir: &Path) {
+    let paths = RunPaths {
+        dir: dir.to_path_buf(),
+    };
+    crate::results::remove_stale_temps(dir, true);
+    let checkpoint = paths.checkpoint_dir();
+    if !checkpoint.exists() {
+        return;
+    }
+    if crate::sweep::run_status_in(dir) == "finished" {
+        let _ = std::fs::remove_dir_all(&checkpoint);
+        return;
+    }
+    crate::results::remove_stale_temps(&checkpoint, true);
+    let state: Option<Checkpoint> = std::fs::read(paths.checkpoint_state())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let keep = match &state {
+        Some(ck) => vec![
+            paths.checkpoint_state(),
+            paths.checkpoint_model(ck.step),
+            paths.checkpoint_optim(ck.step),
+        ],
+        None => Vec::new(),
+    };
+    remove_all_but(&checkpoint, &keep);
+}
+
+/// Removes every file in `dir` but those in `keep`.
+fn remove_all_but(dir: &Path, keep: &[PathBuf]) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if !keep.contains(&entry.path()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
 /// Saves the model and optimizer under step-numbered names, then commits by replacing
 /// state.json atomically, then removes older files: a kill at any moment leaves a complete
 /// checkpoint.
@@ -770,24 +845,15 @@ fn write_checkpoint(
         source,
     })?;
     let model_path = paths.checkpoint_model(ck.step);
-    model
-        .clone()
-        .save_file(&model_path)
-        .map_err(|e| io(&model_path, format!("{e:?}")))?;
+    save_module(model, &model_path)?;
     let optim_path = paths.checkpoint_optim(ck.step);
-    optim
-        .save(&optim_path)
+    let optim_bytes = optim
+        .into_bytes()
         .map_err(|e| io(&optim_path, format!("{e:?}")))?;
+    write_atomic(&optim_path, &optim_bytes)?;
     let json = serde_json::to_vec(ck).expect("a checkpoint serializes");
     write_atomic(&paths.checkpoint_state(), &json)?;
-    let keep = [model_path, optim_path, paths.checkpoint_state()];
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for entry in entries.flatten() {
-            if !keep.contains(&entry.path()) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
+    remove_all_but(&dir, &[model_path, optim_path, paths.checkpoint_state()]);
     Ok(())
 }
 

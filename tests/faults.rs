@@ -1,0 +1,243 @@
+//! Fault injection: a sweep SIGKILLed at seeded random moments, restarted each time, ends exactly
+//! as an uninterrupted one, loses and reruns no finished run, and leaves no partial file; a kill
+//! during the final collection leaves the old metrics.csv or the new one, never a part.
+//!
+//! `SKILLIT_FAULT_KILLS` sets the number of kills (default 20).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+
+const SWEEP: &str = r#"name = "faults"
+seeds = [0, 1]
+[task]
+name = "lego"
+k = 5
+[model]
+d_model = 32
+n_layers = 1
+n_heads = 2
+d_ff = 64
+[training]
+steps = 60
+warmup = 5
+steps_per_round = 10
+eval_every = 10
+val_per_skill = 20
+[[methods]]
+name = "stratified"
+[[methods]]
+name = "skill_it"
+[[methods]]
+name = "no_graph"
+"#;
+
+fn sweep(file: &str, out: &Path, jobs: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_skillit"));
+    c.args([
+        "sweep",
+        file,
+        "--out",
+        &out.display().to_string(),
+        "--jobs",
+        jobs,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    c
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The manifests of the finished runs, by run folder, as bytes.
+fn finished_manifests(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    files(dir)
+        .into_iter()
+        .filter(|p| p.ends_with("manifest.json"))
+        .filter_map(|p| {
+            let bytes = std::fs::read(&p).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            (v["status"] == "finished").then_some((p, bytes))
+        })
+        .collect()
+}
+
+/// Asserts that every file under `dir` is whole: JSON parses, every metrics.csv reads, every
+/// burnpack file loads, a checkpoint's state names files that exist; temp files only where
+/// `allow_temp` (a process just killed may leave one; the restart clears it).
+fn assert_whole(dir: &Path, allow_temp: bool) {
+    for p in files(dir) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            assert!(allow_temp, "a temp file is left: {}", p.display());
+            continue;
+        }
+        let ext = p.extension().map(|e| e.to_string_lossy().into_owned());
+        match ext.as_deref() {
+            Some("json") => {
+                let bytes = std::fs::read(&p).unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{} is torn: {e}", p.display()));
+                if name == "state.json" {
+                    let step = v["step"].as_u64().unwrap();
+                    for f in [format!("model-{step}.bpk"), format!("optim-{step}.bpk")] {
+                        assert!(p.with_file_name(&f).exists(), "{} names {f}", p.display());
+                    }
+                }
+            }
+            Some("csv") if name == "metrics.csv" => {
+                skillit::results::read_metrics(&p)
+                    .unwrap_or_else(|e| panic!("{} is torn: {e}", p.display()));
+            }
+            Some("csv") => {
+                let mut r = csv::Reader::from_path(&p).unwrap();
+                let width = r.headers().unwrap().len();
+                for rec in r.records() {
+                    assert_eq!(rec.unwrap().len(), width, "{} is torn", p.display());
+                }
+            }
+            Some("bpk") => {
+                let bytes = std::fs::read(&p).unwrap();
+                let reader = burn::store::ModuleRecord::from_bytes(
+                    burn::tensor::Bytes::from_bytes_vec(bytes),
+                );
+                // Optimizer files are burnpacks too; both must parse.
+                assert!(reader.is_ok(), "{} is torn", p.display());
+            }
+            _ => {}
+        }
+        if name == "manifest.json" {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            if v["status"] == "finished" {
+                let run = p.parent().unwrap();
+                assert!(run.join("model.bpk").exists(), "{}", run.display());
+                if !allow_temp {
+                    assert!(
+                        !run.join("checkpoint").exists(),
+                        "a finished run keeps its checkpoint: {}",
+                        run.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sweep_killed_at_random_moments_ends_as_if_never_killed() {
+    let kills: usize = std::env::var("SKILLIT_FAULT_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("faults.toml");
+    std::fs::write(&file, SWEEP).unwrap();
+    let file = file.display().to_string();
+    let whole = tmp.path().join("whole");
+    let killed = tmp.path().join("killed");
+
+    let t0 = Instant::now();
+    let o = sweep(&file, &whole, "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let uninterrupted = t0.elapsed();
+
+    // A sweep with nothing left to train: its start-up and collection alone.
+    let t0 = Instant::now();
+    assert!(sweep(&file, &whole, "1").status().unwrap().success());
+    let startup = t0.elapsed();
+
+    // Kill moments spread over the sweep: one attempt in five dies during start-up (claiming the
+    // folder, tidying it); the others live the start-up plus a uniform random share of up to
+    // 3/min(kills, 20) of the training time, so that the attempts together cover the sweep (the killed
+    // sweep runs 2 jobs, so some land in collection or after the end).
+    let training = uninterrupted.saturating_sub(startup);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let mut survived = 0;
+    for i in 0..kills {
+        let before = finished_manifests(&killed);
+        let delay = if rng.random_range(0..5) == 0 {
+            startup.mul_f64(rng.random_range(0.0..1.0))
+        } else {
+            startup + training.mul_f64(rng.random_range(0.0..3.0) / kills.min(20) as f64)
+        };
+        let mut child = sweep(&file, &killed, "2").spawn().unwrap();
+        std::thread::sleep(delay);
+        let was_running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        if was_running {
+            survived += 1;
+        } else {
+            assert!(status.success(), "kill {i}: the sweep failed on its own");
+        }
+        assert_whole(&killed, true);
+        let after = finished_manifests(&killed);
+        for (path, bytes) in &before {
+            assert_eq!(
+                after.get(path),
+                Some(bytes),
+                "kill {i}: the finished run {} was lost or rerun",
+                path.display()
+            );
+        }
+    }
+    let finished_by_kills = finished_manifests(&killed).len();
+    let o = sweep(&file, &killed, "2").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_whole(&killed, false);
+    let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(read(&whole), read(&killed), "after {survived} kills");
+    eprintln!(
+        "{survived} of {kills} kills landed while the sweep ran ({:.1} s uninterrupted); \
+         {finished_by_kills} of 6 runs finished between kills",
+        uninterrupted.as_secs_f64()
+    );
+    assert!(
+        survived >= kills.min(20) / 2,
+        "most kills land inside the sweep"
+    );
+
+    // Kills during the final collection: every run is finished, so a sweep only collects. The
+    // kill moments step through the duration of such a sweep.
+    let expected = read(&whole);
+    std::fs::remove_file(killed.join("metrics.csv")).unwrap();
+    for i in 0..12 {
+        let mut child = sweep(&file, &killed, "2").spawn().unwrap();
+        let start = Instant::now();
+        while start.elapsed() < startup.mul_f64(i as f64 / 10.0) {
+            std::hint::spin_loop();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_whole(&killed, true);
+        if let Ok(text) = std::fs::read_to_string(killed.join("metrics.csv")) {
+            assert_eq!(
+                text, expected,
+                "metrics.csv is the whole new file or absent"
+            );
+        }
+    }
+    let o = sweep(&file, &killed, "2").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_whole(&killed, false);
+    assert_eq!(read(&killed), expected);
+}
