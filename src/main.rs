@@ -400,6 +400,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 run.training.loss = l;
             }
             run.validate("command line")?;
+            skillit::results::prepare_output_dir(&out, "--out")?;
             let selected = skillit::device::select(device)?;
             let task = run.task.build()?;
             eprintln!(

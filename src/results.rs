@@ -101,6 +101,33 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
         if row.skill == 0 {
             return Err(invalid(&origin, &line, "skill must be at least 1".into()));
         }
+        let checks = [
+            (
+                "loss",
+                row.loss,
+                row.loss.is_finite() && row.loss >= 0.0,
+                "a finite number ≥ 0",
+            ),
+            (
+                "accuracy",
+                row.accuracy,
+                (0.0..=1.0).contains(&row.accuracy),
+                "in [0, 1]",
+            ),
+            (
+                "weight",
+                row.weight,
+                (0.0..=1.0).contains(&row.weight),
+                "in [0, 1]",
+            ),
+        ];
+        if let Some((column, value, _, allowed)) = checks.iter().find(|c| !c.2) {
+            return Err(invalid(
+                &origin,
+                &line,
+                format!("{column} is {value}; it must be {allowed}"),
+            ));
+        }
         rows.push(row);
     }
     if rows.is_empty() {
