@@ -3,6 +3,10 @@
 //! `cargo bench --bench train_step`; docs/perf.md records the figures.
 
 use burn::module::Module;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use skillit::config::Preset;
 use skillit::device::{select, DeviceKind};

@@ -16,6 +16,11 @@ use skillit::stats::{compare, CompareOptions, Metric};
 use skillit::synthetic::LegoGraph;
 use skillit::train::{train, Flow, Progress, RunStatus};
 
+// burn allocates and frees many short-lived tensor buffers; mimalloc keeps them instead of handing
+// them back to the kernel as glibc's malloc does (16–25% of a training step, docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
 #[derive(Parser)]
 #[command(name = "skillit", version, about, long_about = None)]
@@ -189,6 +194,38 @@ enum Command {
         /// The backend (default: flex).
         #[arg(long, value_enum, default_value = "flex")]
         device: DeviceKind,
+    },
+    /// Measure a model's training step and evaluation pass on a device (ms, medians).
+    ///
+    /// The step is what a run does per batch: forward, backward, global-norm clipping, AdamW, and
+    /// the loss read back to the host. The first --warmup steps (on a GPU: compiling kernels) are
+    /// not timed. Prints one JSON object: backend, adapter, parameters, batch, sequence length,
+    /// ms per step, ms per evaluation pass, and examples per second.
+    Bench {
+        /// The task (default: the config's, else lego).
+        #[arg(long, value_enum)]
+        task: Option<TaskName>,
+        /// The starting point: laptop or paper (default laptop).
+        #[arg(long, value_enum)]
+        preset: Option<Preset>,
+        /// A TOML run file, as for `train`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The backend, as for `train`.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: DeviceKind,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// Timed steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        /// Timed evaluation passes.
+        #[arg(long, default_value_t = 3)]
+        evals: usize,
+        /// Examples per step (default: the config's, 32).
+        #[arg(long)]
+        batch_size: Option<usize>,
     },
     /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
     Collect {
@@ -585,6 +622,41 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 out.join("metrics.csv").display()
             );
             Ok(())
+        }
+        Command::Bench {
+            task,
+            preset,
+            config,
+            device,
+            warmup,
+            steps,
+            evals,
+            batch_size,
+        } => {
+            let task_name = match task {
+                Some(TaskName::Addition) => "addition",
+                _ => "lego",
+            };
+            let mut run = match &config {
+                Some(path) => RunConfig::from_file(path, preset, task_name)?,
+                None => preset.unwrap_or(Preset::Laptop).config(task_name),
+            };
+            if task.is_some() && run.task.name() != task_name {
+                run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
+            }
+            if let Some(b) = batch_size {
+                run.training.batch_size = b;
+            }
+            if steps == 0 {
+                return Err(skillit::Error::flag("--steps", "must be at least 1"));
+            }
+            run.validate("command line")?;
+            let selected = skillit::device::select(device)?;
+            let speed = skillit::train::measure_speed(&run, &selected, warmup, steps, evals)?;
+            let mut json = serde_json::to_value(&speed).expect("speed serializes");
+            json["task"] = run.task.build()?.describe().into();
+            json["examples_per_s"] = (1000.0 * speed.batch_size as f64 / speed.ms_per_step).into();
+            emit(&format!("{json}\n"))
         }
         Command::Rerun { run, out, device } => {
             let out = out.unwrap_or_else(|| run.join("rerun"));

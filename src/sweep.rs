@@ -376,37 +376,11 @@ pub fn estimate(
     selected: &crate::device::Selected,
     jobs: usize,
 ) -> Result<Option<Estimate>> {
-    use skillit_synthetic::{stream_rng, Example, Purpose, ValidationSet};
     let Some(first) = runs.first() else {
         return Ok(None);
     };
-    let config = &first.config;
-    let task = config.task.build()?;
-    let t = &config.training;
-    let device = selected.device.clone().autodiff();
-    let mut init = stream_rng(0, Purpose(99), 0);
-    let mut model = config.model.init(task.vocab().len(), &mut init, &device);
-    let mut optim = crate::train::optimizer(&model, t);
-    let mut rng = stream_rng(0, Purpose::TRAIN, 1);
-    let k = task.num_skills();
-    let examples: Vec<Example> = (0..t.batch_size)
-        .map(|i| task.example(1 + i % k, &mut rng))
-        .collect();
-    let batch: Vec<&Example> = examples.iter().collect();
-    let mut step_time = 0.0;
-    for i in 0..4 {
-        let t0 = std::time::Instant::now();
-        let (m, _) = crate::train::train_step(model, &mut optim, &batch, t, t.lr, &device);
-        model = m;
-        if i > 0 {
-            step_time += t0.elapsed().as_secs_f64() / 3.0;
-        }
-    }
-    let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
-    let t0 = std::time::Instant::now();
-    use burn::module::Module;
-    crate::train::evaluate(&model.valid(), &validation, k, &selected.device, 0);
-    let eval_time = t0.elapsed().as_secs_f64();
+    let speed = crate::train::measure_speed(&first.config, selected, 1, 3, 1)?;
+    let (step_time, eval_time) = (speed.ms_per_step / 1000.0, speed.ms_per_eval / 1000.0);
     let total: f64 = runs
         .iter()
         .map(|r| {
@@ -415,8 +389,8 @@ pub fn estimate(
         })
         .sum();
     Ok(Some(Estimate {
-        ms_per_step: 1000.0 * step_time,
-        ms_per_eval: 1000.0 * eval_time,
+        ms_per_step: speed.ms_per_step,
+        ms_per_eval: speed.ms_per_eval,
         seconds: total / jobs.min(runs.len()).max(1) as f64,
     }))
 }

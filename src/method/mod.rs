@@ -180,13 +180,18 @@ pub enum GraphSource {
 }
 
 /// The method names the registry knows, for error messages.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 11] = [
     "stratified",
     "fixed",
     "random",
     "skill_it",
     "no_graph",
     "static",
+    "target_only",
+    "curriculum",
+    "anticurriculum",
+    "skill_curriculum",
+    "skill_anticurriculum",
 ];
 
 impl MethodSpec {
