@@ -1,6 +1,6 @@
 //! One training step (forward, backward, global-norm clipping, AdamW) and one evaluation pass of
 //! each preset's LEGO model at batch 32, on flex and, where an adapter exists, on wgpu.
-//! `cargo bench --bench train_step`; docs/perf.md records the figures.
+//! `cargo bench --bench train_step`; docs/performance.md records the figures.
 
 use burn::module::Module;
 
