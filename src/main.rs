@@ -325,6 +325,28 @@ fn clap_error(e: clap::Error) -> ExitCode {
     ExitCode::from(BAD_INPUT)
 }
 
+/// The run config of `train` and `bench` before their flags: --preset (default laptop), then
+/// --config FILE, then --task (the file's task unless --task names another one). Returns the config
+/// and the task's name.
+fn base_config(
+    task: Option<TaskName>,
+    preset: Option<Preset>,
+    config: Option<&std::path::Path>,
+) -> skillit::Result<(RunConfig, &'static str)> {
+    let task_name = match task {
+        Some(TaskName::Addition) => "addition",
+        _ => "lego",
+    };
+    let mut run = match config {
+        Some(path) => RunConfig::from_file(path, preset, task_name)?,
+        None => preset.unwrap_or(Preset::Laptop).config(task_name),
+    };
+    if task.is_some() && run.task.name() != task_name {
+        run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
+    }
+    Ok((run, task_name))
+}
+
 fn run(cli: Cli) -> skillit::Result<()> {
     match cli.command {
         Command::Generate {
@@ -402,18 +424,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             method_config,
             set,
         } => {
-            let task_name = match task {
-                Some(TaskName::Addition) => "addition",
-                _ => "lego",
-            };
-            let mut run = match &config {
-                Some(path) => RunConfig::from_file(path, preset, task_name)?,
-                None => preset.unwrap_or(Preset::Laptop).config(task_name),
-            };
-            // The file's task unless --task names another one.
-            if task.is_some() && run.task.name() != task_name {
-                run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
-            }
+            let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
                 run.method = MethodSpec::from_name(&m, k, task_name)?;
@@ -633,17 +644,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             evals,
             batch_size,
         } => {
-            let task_name = match task {
-                Some(TaskName::Addition) => "addition",
-                _ => "lego",
-            };
-            let mut run = match &config {
-                Some(path) => RunConfig::from_file(path, preset, task_name)?,
-                None => preset.unwrap_or(Preset::Laptop).config(task_name),
-            };
-            if task.is_some() && run.task.name() != task_name {
-                run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
-            }
+            let (mut run, _) = base_config(task, preset, config.as_deref())?;
             if let Some(b) = batch_size {
                 run.training.batch_size = b;
             }
