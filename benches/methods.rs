@@ -30,6 +30,7 @@ fn bench_methods(c: &mut Criterion) {
         total_steps: 6000,
         batch_size: 32,
         evaluations: &history,
+        train_losses: &[],
     };
     // A paper run's pool: 6,000 steps × 32 examples, stratified, with losses.
     let n = 6000 * 32;

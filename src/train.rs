@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,12 @@ struct Checkpoint {
     step: u64,
     round: usize,
     evaluations: Vec<(Evaluation, Vec<f64>)>,
+    /// The evaluations a probing method asked for between the regular ones.
+    #[serde(default)]
+    probes: Vec<Evaluation>,
+    /// Each round's per-skill mean training loss, as the next round's plan observed it.
+    #[serde(default)]
+    round_train_losses: Vec<Vec<Option<f64>>>,
     trained: Vec<u64>,
     train_time: f64,
     eval_time: f64,
@@ -105,6 +111,9 @@ pub struct Manifest {
     pub examples_per_skill: Vec<u64>,
     pub num_params: usize,
     pub evaluations: Vec<Evaluation>,
+    /// What the method reports of itself at the end (e.g. DoReMi's averaged mixture); null for most.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub method_state: serde_json::Value,
 }
 
 /// What a rerun needs from a recorded run's manifest.json.
@@ -115,6 +124,9 @@ pub struct RecordedRun {
     pub backend: String,
     pub git_revision: String,
     pub burn_version: String,
+    pub status: String,
+    #[serde(default)]
+    pub evaluations: Vec<Evaluation>,
 }
 
 /// Reads the manifest.json of the run folder `dir`.
@@ -304,22 +316,32 @@ pub fn batch_loss(
     kind: LossKind,
     device: &Device,
 ) -> Tensor<1> {
+    example_losses(model, batch, kind, device).mean()
+}
+
+/// Each example's training loss `[batch]`: the cross-entropy of its answer token, or the mean
+/// next-token cross-entropy over its whole sequence.
+pub fn example_losses(
+    model: &Transformer,
+    batch: &[&Example],
+    kind: LossKind,
+    device: &Device,
+) -> Tensor<1> {
     let tokens = tokens_tensor(batch, device);
     let [b, seq] = tokens.dims();
-    let ce = CrossEntropyLoss::new(None, device);
     match kind {
         LossKind::Full => {
             let logits = model.forward(tokens.clone().narrow(1, 0, seq - 1));
-            let vocab = logits.dims()[2];
-            let targets = tokens.narrow(1, 1, seq - 1).reshape([b * (seq - 1)]);
-            ce.forward(logits.reshape([b * (seq - 1), vocab]), targets)
+            let targets = tokens.narrow(1, 1, seq - 1).reshape([b, seq - 1, 1]);
+            let lp = log_softmax(logits, 2);
+            let nll: Tensor<2> = lp.gather(2, targets).reshape([b, seq - 1]).neg();
+            nll.mean_dim(1).reshape([b])
         }
         LossKind::Answer => {
             let pos = batch[0].answer_pos;
             let lp = model.answer_log_probs(tokens.clone(), pos);
-            let targets = tokens.narrow(1, pos, 1).reshape([b]);
-            // CrossEntropyLoss applies log_softmax itself; it leaves log-probabilities unchanged.
-            ce.forward(lp, targets)
+            let targets = tokens.narrow(1, pos, 1).reshape([b, 1]);
+            lp.gather(1, targets).reshape([b]).neg()
         }
     }
 }
@@ -350,16 +372,36 @@ pub fn train_step(
     lr: f64,
     device: &Device,
 ) -> (Transformer, f64) {
-    let loss = batch_loss(&model, batch, t.loss, device);
-    let value = f64::from(loss.clone().into_scalar::<f32>());
-    if !value.is_finite() {
-        return (model, value);
+    let (model, losses) = train_step_losses(model, optim, batch, t, lr, device);
+    let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+    (model, mean)
+}
+
+/// [`train_step`], returning each example's loss (read back to the host in one transfer).
+pub fn train_step_losses(
+    model: Transformer,
+    optim: &mut ModuleOptimizer,
+    batch: &[&Example],
+    t: &crate::config::TrainingConfig,
+    lr: f64,
+    device: &Device,
+) -> (Transformer, Vec<f64>) {
+    let per_example = example_losses(&model, batch, t.loss, device);
+    let values: Vec<f64> = per_example
+        .clone()
+        .into_data()
+        .iter::<f32>()
+        .map(f64::from)
+        .collect();
+    let loss = per_example.mean();
+    if !values.iter().all(|v| v.is_finite()) {
+        return (model, values);
     }
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     if t.grad_clip > 0.0 {
         clip_global_norm(&model, &mut grads, t.grad_clip);
     }
-    (optim.step(lr, model, grads), value)
+    (optim.step(lr, model, grads), values)
 }
 
 /// A run config's measured speed on a device: the median of timed training steps (after warm-up
@@ -532,6 +574,10 @@ pub fn train(
         .unwrap_or_else(|| default_run_id(config, method.as_ref()));
     let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
     let mut stream = TrainStream::new(task.as_ref(), config.seed, &validation);
+    if let Some(spec) = method.reference() {
+        let evaluations = reference_run(config, spec, selected, out, &run_id)?;
+        method.set_reference(evaluations);
+    }
 
     let device = selected.device.clone().autodiff();
     let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
@@ -551,6 +597,8 @@ pub fn train(
     let mut step: u64 = 0;
     let mut round = 0usize;
     let mut trained = vec![0u64; k];
+    let mut round_train_losses: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut last_checkpoint: u64 = 0;
 
     // The example-level curricula choose from a stratified pool of the whole budget, scored by
     // the initial model.
@@ -577,6 +625,7 @@ pub fn train(
         validation: &validation,
         device: &selected.device,
         evaluations: Vec::new(),
+        probes: Vec::new(),
         eval_time: 0.0,
     };
 
@@ -599,14 +648,10 @@ pub fn train(
         // advance the training streams exactly as the interrupted run did.
         let mut replay_step = 0;
         for r in 0..ck.round {
-            let history: Vec<Evaluation> = if replay_step == 0 {
-                Vec::new()
-            } else {
-                ck.evaluations
-                    .iter()
-                    .filter(|(e, _)| e.step <= replay_step)
-                    .map(|(e, _)| e.clone())
-                    .collect()
+            let history = observed_history(&ck.evaluations, &ck.probes, replay_step);
+            let train_losses = match r {
+                0 => &[][..],
+                _ => &ck.round_train_losses[r - 1][..],
             };
             let (_, _, round_steps, _) = run_round_plan(
                 method.as_mut(),
@@ -622,6 +667,7 @@ pub fn train(
                     seed: config.seed,
                 },
                 &history,
+                train_losses,
             )?;
             replay_step += round_steps;
         }
@@ -641,10 +687,16 @@ pub fn train(
         train_time = ck.train_time;
         recorder.eval_time = ck.eval_time;
         recorder.evaluations = ck.evaluations;
+        recorder.probes = ck.probes;
+        round_train_losses = ck.round_train_losses;
+        last_checkpoint = ck.step;
     }
 
     'rounds: while step < t.steps {
-        let history = recorder.history();
+        if method.wants_probe() {
+            recorder.probe(&model, step);
+        }
+        let history = observed_history(&recorder.evaluations, &recorder.probes, step);
         let (mut examples, mixture, _, mut round_rng) = run_round_plan(
             method.as_mut(),
             &mut stream,
@@ -659,6 +711,7 @@ pub fn train(
                 seed: config.seed,
             },
             &history,
+            round_train_losses.last().map_or(&[][..], |l| &l[..]),
         )?;
         if step == 0 {
             // The mixture recorded at step 0 is the first round's.
@@ -668,12 +721,19 @@ pub fn train(
         for e in &examples {
             trained[e.skill - 1] += 1;
         }
+        // Each skill's summed training loss and count over the round.
+        let mut round_loss = vec![(0.0f64, 0usize); k];
         for batch in examples.chunks(t.batch_size) {
             let t0 = Instant::now();
             let batch: Vec<&Example> = batch.iter().collect();
             let lr = learning_rate(t.lr, step, t.warmup, t.steps);
-            let (next, loss_value) = train_step(model, &mut optim, &batch, t, lr, &device);
+            let (next, losses) = train_step_losses(model, &mut optim, &batch, t, lr, &device);
             model = next;
+            let loss_value = losses.iter().sum::<f64>() / losses.len() as f64;
+            for (e, l) in batch.iter().zip(&losses) {
+                round_loss[e.skill - 1].0 += l;
+                round_loss[e.skill - 1].1 += 1;
+            }
             if !loss_value.is_finite() {
                 status = RunStatus::Failed {
                     reason: format!("the training loss became {loss_value} at step {}", step + 1),
@@ -692,7 +752,16 @@ pub fn train(
             }
         }
         round += 1;
-        if step < t.steps {
+        round_train_losses.push(
+            round_loss
+                .iter()
+                .map(|&(sum, n)| (n > 0).then(|| sum / n as f64))
+                .collect(),
+        );
+        // A checkpoint at the end of a round once `steps_per_round` steps have passed since the
+        // last one (every round, unless a method makes its rounds shorter).
+        if step < t.steps && step - last_checkpoint >= steps_per_round {
+            last_checkpoint = step;
             write_checkpoint(
                 &paths,
                 &model,
@@ -702,6 +771,8 @@ pub fn train(
                     step,
                     round,
                     evaluations: recorder.evaluations.clone(),
+                    probes: recorder.probes.clone(),
+                    round_train_losses: round_train_losses.clone(),
                     trained: trained.clone(),
                     train_time,
                     eval_time: recorder.eval_time,
@@ -739,6 +810,7 @@ pub fn train(
         examples_per_skill: trained,
         num_params,
         evaluations: recorder.history(),
+        method_state: method.state(),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;
@@ -749,6 +821,37 @@ pub fn train(
         let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
     }
     Ok(manifest)
+}
+
+/// Trains (or finds finished) the reference run a method asked for: `config` with the method
+/// `spec`, in `out/reference`; returns its evaluations.
+fn reference_run(
+    config: &RunConfig,
+    spec: crate::method::MethodSpec,
+    selected: &Selected,
+    out: &Path,
+    run_id: &str,
+) -> Result<Vec<Evaluation>> {
+    let dir = out.join("reference");
+    let mut reference = config.clone();
+    reference.method = spec;
+    if let Ok(recorded) = read_manifest(&dir) {
+        if recorded.status == "finished" && recorded.config == reference {
+            return Ok(recorded.evaluations);
+        }
+    }
+    let reference_id = format!("{run_id}-reference");
+    let manifest = train(&reference, selected, &dir, Some(&reference_id), &mut |_| {
+        Flow::Continue
+    })?;
+    match manifest.status {
+        RunStatus::Finished => Ok(manifest.evaluations),
+        RunStatus::Failed { reason, .. } => Err(Error::Diverged {
+            run: reference_id,
+            reason,
+        }),
+        RunStatus::Stopped { .. } => unreachable!("the reference run is never asked to stop"),
+    }
 }
 
 /// Saves a model's parameters (burnpack) through [`write_atomic`]: the file is whole or absent.
@@ -784,6 +887,7 @@ fn run_round_plan(
     pool: &[Example],
     ctx: &RoundContext,
     history: &[Evaluation],
+    train_losses: &[Option<f64>],
 ) -> Result<(Vec<Example>, Vec<f64>, u64, rand_chacha::ChaCha8Rng)> {
     let t = ctx.training;
     let observation = Observation {
@@ -795,6 +899,7 @@ fn run_round_plan(
         total_steps: t.steps,
         batch_size: t.batch_size,
         evaluations: history,
+        train_losses,
     };
     let round_steps = method
         .round_steps(&observation, ctx.steps_per_round)
@@ -942,6 +1047,8 @@ struct Recorder<'a> {
     device: &'a Device,
     /// Each evaluation with the mixture in force at its step.
     evaluations: Vec<(Evaluation, Vec<f64>)>,
+    /// Probes: evaluations a method asked for at round starts, kept out of metrics.csv.
+    probes: Vec<Evaluation>,
     eval_time: f64,
 }
 
@@ -974,9 +1081,44 @@ impl Recorder<'_> {
         write_atomic(&self.paths.metrics(), &csv)
     }
 
+    /// Evaluates at `step` for a probing method unless an evaluation already falls there.
+    fn probe(&mut self, model: &Transformer, step: u64) {
+        let known = |e: &Evaluation| e.step == step;
+        if self.evaluations.iter().any(|(e, _)| known(e)) || self.probes.iter().any(known) {
+            return;
+        }
+        let t0 = Instant::now();
+        let k = self.task.num_skills();
+        let eval = evaluate(&model.valid(), self.validation, k, self.device, step);
+        self.eval_time += t0.elapsed().as_secs_f64();
+        self.probes.push(eval);
+    }
+
+    /// The regular evaluations (those written to metrics.csv).
     fn history(&self) -> Vec<Evaluation> {
         self.evaluations.iter().map(|(e, _)| e.clone()).collect()
     }
+}
+
+/// What a method observes up to `step`: the regular evaluations and the probes at or before it, in
+/// step order (a regular one first where both fall on one step).
+fn observed_history(
+    evaluations: &[(Evaluation, Vec<f64>)],
+    probes: &[Evaluation],
+    step: u64,
+) -> Vec<Evaluation> {
+    // The regular evaluation at step 0 is taken after the first round's plan.
+    let regular = evaluations
+        .iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.step <= step && !(step == 0 && e.step == 0));
+    let mut all: Vec<Evaluation> = regular
+        .chain(probes.iter().filter(|e| e.step <= step))
+        .cloned()
+        .collect();
+    all.sort_by_key(|e| e.step);
+    all.dedup_by_key(|e| e.step);
+    all
 }
 
 #[cfg(test)]

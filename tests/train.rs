@@ -223,7 +223,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
                 val_per_skill: 20,
                 ..TrainingConfig::default()
             },
-            method: MethodSpec::from_name(name, 5, "lego").unwrap(),
+            method: short_rounds(name),
             seed: 1,
             target: finetune.then_some(3),
             train_skills: None,
@@ -260,6 +260,35 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             assert!(
                 rows.iter().any(|r| r.weight > 0.0 && r.weight < 1.0) || name.starts_with("skill")
             );
+        }
+        let at_step_0: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.step == 0)
+            .map(|r| r.weight)
+            .collect();
+        match name {
+            // The first LearnParams sub-round: 0.5 on one skill, (1 − 0.5)/4 on the others.
+            "aioli" => {
+                let mut w = at_step_0.clone();
+                w.sort_by(f64::total_cmp);
+                assert_eq!(w, vec![0.125, 0.125, 0.125, 0.125, 0.5], "{name}");
+            }
+            // DoReMi trained its stratified reference first and records its averaged mixture.
+            "doremi" => {
+                let reference = skillit::train::read_manifest(&dir.path().join("reference"));
+                assert_eq!(reference.unwrap().status, "finished");
+                let average = m.method_state["average"].as_array().unwrap();
+                let total: f64 = average.iter().map(|a| a.as_f64().unwrap()).sum();
+                assert!((total - 1.0).abs() < 1e-9, "{name}: {average:?}");
+                assert_eq!(at_step_0, vec![0.2; 5]);
+            }
+            // EXP3's first policy: ε_1 = min(1/5, √(ln 5 / 5)) = 1/5 → uniform.
+            "odm" => {
+                for w in &at_step_0 {
+                    assert!((w - 0.2).abs() < 1e-12, "{name}: {at_step_0:?}");
+                }
+            }
+            _ => {}
         }
         if name == "skill_it" {
             // Round 0: the published graph's initial mixture, s2 at 0.3461 (SPEC §6).
@@ -337,9 +366,32 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         .contains("target"));
 }
 
+/// A method by name with rounds short enough for the tests' runs of a few hundred steps: Aioli
+/// with one LearnParams sweep of 4 steps per skill in rounds of 40 steps, DoReMi updating every 10.
+fn short_rounds(name: &str) -> MethodSpec {
+    use skillit::method::{AioliConfig, DoremiConfig};
+    match name {
+        "aioli" => MethodSpec::Aioli {
+            config: AioliConfig {
+                lp_rounds: 1,
+                lp_steps: 4,
+                update_steps: 40,
+                ..AioliConfig::default()
+            },
+        },
+        "doremi" => MethodSpec::Doremi {
+            config: DoremiConfig {
+                update_every: 10,
+                ..DoremiConfig::default()
+            },
+        },
+        _ => MethodSpec::from_name(name, 5, "lego").unwrap(),
+    }
+}
+
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one() {
-    // 80 steps in rounds of 20, stopped after round 2 (step 40) and trained again into the same
+    // 80 steps in rounds of 20, stopped at the first checkpoint (step 20) and trained again into the same
     // folder: it resumes from the checkpoint, and its metrics equal an uninterrupted run's byte for
     // byte. Methods that depend on the history (skill_it) and on the scored pool (curriculum,
     // skill_curriculum) included.
@@ -348,6 +400,9 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         "skill_it",
         "curriculum",
         "skill_anticurriculum",
+        "aioli",
+        "doremi",
+        "odm",
     ] {
         let config = RunConfig {
             setting: "pretrain".into(),
@@ -361,7 +416,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
                 val_per_skill: 20,
                 ..TrainingConfig::default()
             },
-            method: MethodSpec::from_name(name, 5, "lego").unwrap(),
+            method: short_rounds(name),
             seed: 4,
             target: None,
             train_skills: None,
@@ -372,16 +427,17 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         let a = train(&config, &flex, whole.path(), None, &mut |_| Flow::Continue).unwrap();
         let parts = tempfile::tempdir().unwrap();
         let stopped = train(&config, &flex, parts.path(), None, &mut |p| match p {
-            Progress::RoundEnd { round: 2, .. } => Flow::Stop,
+            Progress::RoundEnd { step, .. } if step >= 20 => Flow::Stop,
             _ => Flow::Continue,
         })
         .unwrap();
-        // Rounds of 20 steps end at step 40; the skill curricula set their own phase lengths.
+        // The first checkpoint: the end of the first round of 20 steps; methods with their own
+        // round lengths checkpoint at the first round end at least 20 steps in.
         let RunStatus::Stopped { step } = stopped.status else {
             panic!("{name}: {:?}", stopped.status);
         };
         assert!(
-            step == 40 || name.starts_with("skill_anti"),
+            step == 20 || (step > 20 && step < 80 && name != "stratified"),
             "{name}: stopped at {step}"
         );
         assert!(parts.path().join("checkpoint/state.json").exists());

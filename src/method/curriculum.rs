@@ -123,6 +123,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &[],
+            train_losses: &[],
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         for round in 0..3 {

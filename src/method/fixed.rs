@@ -49,6 +49,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &[],
+            train_losses: &[],
         };
         let p = m.mixture(&obs);
         let expected = [1.0 / 11.0, 1.0 / 11.0, 1.0 / 11.0, 3.0 / 11.0, 5.0 / 11.0];

@@ -5,15 +5,21 @@
 //! state serialises, so a run can resume exactly. A new method is one file plus one line in
 //! [`build`].
 
+mod aioli;
 mod curriculum;
+mod doremi;
 mod fixed;
+mod odm;
 mod skill_curriculum;
 mod skill_it;
 mod stratified;
 mod target_only;
 
+pub use aioli::{Aioli, AioliConfig};
 pub use curriculum::Curriculum;
+pub use doremi::{Doremi, DoremiConfig};
 pub use fixed::Fixed;
+pub use odm::{Odm, OdmConfig};
 pub use skill_curriculum::{SkillCurriculum, SkillCurriculumConfig};
 pub use skill_it::{exp_weights, Aggregate, SkillIt, SkillItConfig, WindowUnit};
 pub use stratified::Stratified;
@@ -52,8 +58,12 @@ pub struct Observation<'a> {
     pub total_steps: u64,
     /// Examples per optimizer step.
     pub batch_size: usize,
-    /// Every evaluation so far, oldest first (the first is at step 0, before any training).
+    /// Every evaluation so far, oldest first (the first is at step 0, before any training). A method
+    /// that [`MixtureMethod::wants_probe`] also sees one at the current step.
     pub evaluations: &'a [Evaluation],
+    /// Each skill's mean training loss (the loss the run trains on) over the previous round's
+    /// examples, `None` where the round had none; empty before the first round.
+    pub train_losses: &'a [Option<f64>],
 }
 
 /// What a method asks the next round to train on.
@@ -112,6 +122,23 @@ pub trait MixtureMethod: Send {
     /// Receives the scored pool.
     fn set_pool(&mut self, _pool: ScoredPool) {}
 
+    /// Whether the method needs the validation losses at the start of every round: the loop then
+    /// evaluates there when no evaluation falls on that step (a *probe*: seen by the method and
+    /// kept in the checkpoint, not written to metrics.csv).
+    fn wants_probe(&self) -> bool {
+        false
+    }
+
+    /// A method that learns against a reference model names the reference run's method here; the
+    /// loop trains that run first (same config and seed, into `reference/` in the run's folder)
+    /// and hands its evaluations to [`MixtureMethod::set_reference`].
+    fn reference(&self) -> Option<MethodSpec> {
+        None
+    }
+
+    /// Receives the reference run's evaluations (every `eval_every` steps, step 0 included).
+    fn set_reference(&mut self, _evaluations: Vec<Evaluation>) {}
+
     /// The method's state, to resume a run exactly.
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null
@@ -168,6 +195,21 @@ pub enum MethodSpec {
         #[serde(flatten)]
         config: SkillCurriculumConfig,
     },
+    /// Aioli: A re-estimated each round from short probe sub-rounds, exponentiated update.
+    Aioli {
+        #[serde(flatten)]
+        config: AioliConfig,
+    },
+    /// DoReMi online: excess loss over a stratified reference run, exponentiated update.
+    Doremi {
+        #[serde(flatten)]
+        config: DoremiConfig,
+    },
+    /// Online Data Mixing: EXP3 over the skills with the training loss as reward.
+    Odm {
+        #[serde(flatten)]
+        config: OdmConfig,
+    },
 }
 
 /// Where Skill-It's graph comes from: a TOML file (`graph = "graphs/lego_pretrain.toml"`, relative to
@@ -180,7 +222,7 @@ pub enum GraphSource {
 }
 
 /// The method names the registry knows, for error messages.
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 14] = [
     "stratified",
     "fixed",
     "random",
@@ -192,6 +234,9 @@ pub const NAMES: [&str; 11] = [
     "anticurriculum",
     "skill_curriculum",
     "skill_anticurriculum",
+    "aioli",
+    "doremi",
+    "odm",
 ];
 
 impl MethodSpec {
@@ -218,6 +263,15 @@ impl MethodSpec {
             "anticurriculum" => Ok(MethodSpec::Anticurriculum),
             "skill_curriculum" => Ok(MethodSpec::SkillCurriculum {
                 config: SkillCurriculumConfig::default(),
+            }),
+            "aioli" => Ok(MethodSpec::Aioli {
+                config: AioliConfig::default(),
+            }),
+            "doremi" => Ok(MethodSpec::Doremi {
+                config: DoremiConfig::default(),
+            }),
+            "odm" => Ok(MethodSpec::Odm {
+                config: OdmConfig::default(),
             }),
             "skill_anticurriculum" => Ok(MethodSpec::SkillAnticurriculum {
                 config: SkillCurriculumConfig::default(),
@@ -294,6 +348,86 @@ impl MethodSpec {
                 });
             }
         }
+        let positive = |field: &str, value: f64, strict: bool| {
+            let ok = value.is_finite() && if strict { value > 0.0 } else { value >= 0.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: format!("method.{field}"),
+                    message: format!(
+                        "{value} must be a finite number {}",
+                        if strict { "> 0" } else { "≥ 0" }
+                    ),
+                })
+            }
+        };
+        let at_least_one = |field: &str, value: u64| {
+            if value == 0 {
+                Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: format!("method.{field}"),
+                    message: "must be at least 1".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let fraction = |field: &str, value: f64, low: f64| {
+            if value.is_finite() && value > low && value <= 1.0 {
+                Ok(())
+            } else {
+                Err(Error::Invalid {
+                    origin: origin.into(),
+                    field: format!("method.{field}"),
+                    message: format!("{value} must be in ({low}, 1]"),
+                })
+            }
+        };
+        match self {
+            MethodSpec::Aioli { config } => {
+                positive("eta", config.eta, false)?;
+                at_least_one("lp_rounds", config.lp_rounds as u64)?;
+                at_least_one("lp_steps", config.lp_steps)?;
+                at_least_one("update_steps", config.update_steps)?;
+                // Unmixing needs the probe mixtures independent: f ≠ 1/m, so f > 1/m.
+                fraction(
+                    "one_hot_factor",
+                    config.one_hot_factor,
+                    1.0 / num_skills as f64,
+                )?;
+                if !(config.ema.is_finite() && (0.0..1.0).contains(&config.ema)) {
+                    return Err(Error::Invalid {
+                        origin: origin.into(),
+                        field: "method.ema".into(),
+                        message: format!("{} must be in [0, 1)", config.ema),
+                    });
+                }
+            }
+            MethodSpec::Doremi { config } => {
+                positive("eta", config.eta, false)?;
+                if !(config.smoothing.is_finite() && (0.0..=1.0).contains(&config.smoothing)) {
+                    return Err(Error::Invalid {
+                        origin: origin.into(),
+                        field: "method.smoothing".into(),
+                        message: format!("{} must be in [0, 1]", config.smoothing),
+                    });
+                }
+                at_least_one("update_every", config.update_every)?;
+            }
+            MethodSpec::Odm { config } => {
+                if !(config.alpha.is_finite() && (0.0..1.0).contains(&config.alpha)) {
+                    return Err(Error::Invalid {
+                        origin: origin.into(),
+                        field: "method.alpha".into(),
+                        message: format!("{} must be in [0, 1)", config.alpha),
+                    });
+                }
+                at_least_one("update_every", config.update_every)?;
+            }
+            _ => {}
+        }
         if let MethodSpec::Fixed { weights } = self {
             if weights.len() != num_skills {
                 return Err(bad(format!(
@@ -321,6 +455,8 @@ impl MethodSpec {
         target: Option<usize>,
     ) -> Result<Box<dyn MixtureMethod>> {
         let origin = "method";
+        // Sized for all k skills; fitted to the setting's training skills at the first round.
+        let train_count = k;
         Ok(match self {
             MethodSpec::TargetOnly => match target {
                 Some(t) => Box::new(TargetOnly::new(t)),
@@ -343,6 +479,9 @@ impl MethodSpec {
                 Box::new(SkillCurriculum::new(true, config.clone()))
             }
             MethodSpec::Stratified => Box::new(Stratified),
+            MethodSpec::Aioli { config } => Box::new(Aioli::new(config.clone(), train_count)),
+            MethodSpec::Doremi { config } => Box::new(Doremi::new(config.clone(), train_count)),
+            MethodSpec::Odm { config } => Box::new(Odm::new(config.clone(), train_count)),
             MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
             MethodSpec::SkillIt { config, .. } => Box::new(SkillIt::new(
                 "skill_it",

@@ -227,6 +227,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &[],
+            train_losses: &[],
         })
     }
 
@@ -287,6 +288,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &evals,
+            train_losses: &[],
         };
         close(&m.mixture(&obs), &[0.23660, 0.34082, 0.42258], 5e-5);
         // Rounds of 50 steps with a window of 2 rounds: the evaluations at steps 100 and 150,
@@ -324,6 +326,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &evals,
+            train_losses: &[],
         };
         // The complete graph (all ones) gives every skill the same score: stratified.
         let complete = SkillsGraph::from_matrix(vec![vec![1.0; 3]; 3]).unwrap();

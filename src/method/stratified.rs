@@ -37,6 +37,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &[],
+            train_losses: &[],
         };
         assert_eq!(Stratified.mixture(&obs), vec![0.2; 5]);
         // Fine-tuning on s3 with prerequisites s1, s2: uniform over those three.

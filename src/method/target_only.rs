@@ -46,6 +46,7 @@ mod tests {
             total_steps: 1000,
             batch_size: 32,
             evaluations: &[],
+            train_losses: &[],
         };
         assert_eq!(
             TargetOnly::new(3).mixture(&obs),
