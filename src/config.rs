@@ -17,7 +17,7 @@
 //! name = "stratified"          # or { name = "fixed", weights = [1, 1, 1, 3, 5] }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use skillit_synthetic::TaskSpec;
@@ -110,6 +110,10 @@ pub struct RunConfig {
     /// Out-of-domain's evaluation skills (1-based), disjoint from the train skills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_skills: Option<Vec<usize>>,
+    /// Weights to start from instead of a fresh initialisation: the `model.bpk` of an earlier run
+    /// of the same model shape and task (continual training; the optimizer starts fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 /// The settings of SPEC §1: `pretrain` (train skills = eval skills), `finetune` (a target and its
@@ -247,6 +251,7 @@ impl Preset {
             target: None,
             train_skills: None,
             eval_skills: None,
+            init: None,
         }
     }
 }
@@ -265,6 +270,7 @@ struct RunFile {
     target: Option<usize>,
     train_skills: Option<Vec<usize>>,
     eval_skills: Option<Vec<usize>>,
+    init: Option<PathBuf>,
 }
 
 /// Merges `overrides` over the serialized `base` and deserializes the result, so a file may set any
@@ -327,6 +333,7 @@ impl RunConfig {
             target: file.target,
             train_skills: file.train_skills,
             eval_skills: file.eval_skills,
+            init: file.init,
         };
         config.validate(&origin)?;
         Ok(config)

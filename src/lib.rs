@@ -12,6 +12,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod graph;
+pub mod graph_learn;
 pub mod method;
 pub mod model;
 pub mod train;

@@ -177,6 +177,7 @@ pub fn plan(path: &Path) -> Result<Plan> {
                     target: file.target,
                     train_skills: None,
                     eval_skills: None,
+                    init: None,
                 };
                 config.validate(&origin)?;
                 let task = config.task.build()?;

@@ -584,6 +584,13 @@ pub fn train(
     let mut model = config
         .model
         .init(task.vocab().len(), &mut init_rng, &device);
+    if let Some(path) = &config.init {
+        model = model.try_load_file(path).map_err(|e| Error::Invalid {
+            origin: path.display().to_string(),
+            field: "init".into(),
+            message: format!("cannot be loaded as this run's model: {e:?}"),
+        })?;
+    }
     let num_params = model.num_params();
     let mut optim = optimizer(&model, t);
 

@@ -101,6 +101,7 @@ fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Mani
         target: None,
         train_skills: None,
         eval_skills: None,
+        init: None,
     };
     let selected = select(device).unwrap();
     train(&config, &selected, out, None, &mut |_| Flow::Continue).unwrap()
@@ -228,6 +229,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             target: finetune.then_some(3),
             train_skills: None,
             eval_skills: None,
+            init: None,
         };
         let m = train(
             &config,
@@ -321,6 +323,7 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
         target: Some(3),
         train_skills: None,
         eval_skills: None,
+        init: None,
     };
     let m = train(
         &config,
@@ -421,6 +424,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
             target: None,
             train_skills: None,
             eval_skills: None,
+            init: None,
         };
         let flex = select(DeviceKind::Flex).unwrap();
         let whole = tempfile::tempdir().unwrap();

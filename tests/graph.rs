@@ -1,0 +1,108 @@
+//! Learning a skills graph where the answer is known by construction: LEGO's `disconnected` graph
+//! with k = 4 has two halves of two variables; skills 1 and 3 ask each half's root (copy its literal:
+//! the same skill twice), skills 2 and 4 the variable one hop from it (the same skill twice). Both
+//! ways of learning must link 1 ↔ 3 and 2 ↔ 4 and nothing across.
+
+use skillit::config::{RunConfig, TrainingConfig};
+use skillit::device::{select, DeviceKind};
+use skillit::graph_learn::{learn, How, LearnRequest};
+use skillit::model::ModelConfig;
+use skillit::synthetic::{LegoGraph, TaskSpec};
+
+fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
+    let base = RunConfig {
+        task: TaskSpec::Lego {
+            k: 4,
+            graph: LegoGraph::Disconnected,
+        },
+        model: ModelConfig {
+            d_model: 32,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 64,
+            dropout: 0.0,
+            context: 32,
+        },
+        training: TrainingConfig {
+            val_per_skill: 50,
+            ..skillit::config::Preset::Laptop.config("lego").training
+        },
+        ..skillit::config::Preset::Laptop.config("lego")
+    };
+    LearnRequest {
+        base,
+        how,
+        steps: 300,
+        seeds,
+        threshold: 0.05,
+        warm_start: 300,
+    }
+}
+
+fn edges(g: &skillit::graph::SkillsGraph) -> Vec<(usize, usize)> {
+    let mut e = Vec::new();
+    for (i, row) in g.matrix.iter().enumerate() {
+        for (j, &w) in row.iter().enumerate() {
+            if i != j && w > 0.0 {
+                e.push((i + 1, j + 1));
+            }
+        }
+    }
+    e
+}
+
+#[test]
+fn identical_skills_are_linked_and_unrelated_ones_are_not() {
+    let flex = select(DeviceKind::Flex).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let linear = learn(
+        &request(How::Linear, vec![0, 1]),
+        &dir.path().join("linear"),
+        &flex,
+        2,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        edges(&linear.graph),
+        vec![(1, 3), (2, 4), (3, 1), (4, 2)],
+        "\n{}",
+        linear.table()
+    );
+    assert!(linear.stable(1, 3) && linear.stable(3, 1));
+    // Training on a root skill makes the one-hop skills worse (they are not copies).
+    assert!(linear.mean[0][1] < 0.0, "\n{}", linear.table());
+    // Every seed measured every entry: 2 seeds × 16.
+    assert_eq!(linear.measurements.len(), 32);
+
+    let brute = learn(
+        &request(How::Brute, vec![0]),
+        &dir.path().join("brute"),
+        &flex,
+        2,
+        &|_| {},
+    )
+    .unwrap();
+    let e = edges(&brute.graph);
+    for edge in [(1, 3), (3, 1)] {
+        assert!(e.contains(&edge), "{edge:?} missing:\n{}", brute.table());
+    }
+    for edge in [(2, 1), (4, 1), (2, 3), (4, 3)] {
+        assert!(!e.contains(&edge), "{edge:?} present:\n{}", brute.table());
+    }
+    // Finished probes are not trained again: a second call only reassembles.
+    let again = learn(
+        &request(How::Brute, vec![0]),
+        &dir.path().join("brute"),
+        &flex,
+        2,
+        &|event| {
+            assert!(
+                !matches!(event, skillit::sweep::SweepEvent::Started { .. }),
+                "a finished probe was trained again"
+            );
+        },
+    )
+    .unwrap();
+    assert_eq!(again.mean, brute.mean);
+}
