@@ -77,12 +77,14 @@ fn solve(mut w: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
             .unwrap_or(col);
         w.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let factor = w[row][col] / w[col][col];
-            for c in col..n {
-                w[row][c] -= factor * w[col][c];
+        let (top, below) = w.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (offset, r) in below.iter_mut().enumerate() {
+            let factor = r[col] / pivot_row[col];
+            for (x, p) in r.iter_mut().zip(pivot_row).skip(col) {
+                *x -= factor * p;
             }
-            b[row] -= factor * b[col];
+            b[col + 1 + offset] -= factor * b[col];
         }
     }
     let mut x = vec![0.0; n];
