@@ -16,8 +16,10 @@
 //! Skill-It uses keeps the diagonal at 1 and puts [`EDGE_WEIGHT`] (0.5, as the published graphs) on
 //! each edge i → j (i ≠ j) that passes the threshold rule τ (`threshold`, default 0.05):
 //! - linear: A[i][j] > τ: training on i alone lowers j's loss by more than τ of its start;
-//! - brute: A[i][j] > −τ: replacing half of j's examples by i's raises j's final loss by less than τ
-//!   of its start (i serves j about as well as j's own data; an unrelated skill costs far more).
+//! - brute: A[i][j] > −τ and A[j][j] > τ: j learns from its own examples within H steps (its loss
+//!   drops by more than τ), and replacing half of them by i's raises j's final loss by less than τ of
+//!   its start (i serves j about as well as j's own data; an unrelated skill costs far more). Where j
+//!   learns nothing in H steps, nothing can be said of what helps it: no edge.
 //!
 //! An edge is *stable* when it passes in every seed.
 
@@ -289,11 +291,12 @@ pub fn steps_to_train(request: &LearnRequest, dir: &Path) -> Result<u64> {
         .sum())
 }
 
-/// Whether a measured entry passes the threshold rule (module docs).
-pub fn passes(how: How, value: f64, threshold: f64) -> bool {
+/// Whether a measured entry passes the threshold rule (module docs); `own` is the column skill's
+/// own entry A[j][j].
+pub fn passes(how: How, value: f64, own: f64, threshold: f64) -> bool {
     match how {
         How::Linear => value > threshold,
-        How::Brute => value > -threshold,
+        How::Brute => value > -threshold && own > threshold,
     }
 }
 
@@ -318,11 +321,13 @@ pub fn from_measurements(
     let matrix = (0..k)
         .map(|i| {
             (0..k)
-                .map(|j| match (i == j, passes(how, mean[i][j], threshold)) {
-                    (true, _) => 1.0,
-                    (false, true) => EDGE_WEIGHT,
-                    (false, false) => 0.0,
-                })
+                .map(
+                    |j| match (i == j, passes(how, mean[i][j], mean[j][j], threshold)) {
+                        (true, _) => 1.0,
+                        (false, true) => EDGE_WEIGHT,
+                        (false, false) => 0.0,
+                    },
+                )
                 .collect()
         })
         .collect();
@@ -343,13 +348,32 @@ pub fn from_measurements(
 impl Learned {
     /// Whether edge i → j (1-based) exceeds the threshold in every seed.
     pub fn stable(&self, i: usize, j: usize) -> bool {
-        let values: Vec<f64> = self
+        let own = |seed: u64| {
+            self.measurements
+                .iter()
+                .find(|m| m.seed == seed && m.from == j && m.to == j)
+                .map_or(f64::NAN, |m| m.value)
+        };
+        let entries: Vec<&Measurement> = self
             .measurements
             .iter()
             .filter(|m| m.from == i && m.to == j)
-            .map(|m| m.value)
             .collect();
-        !values.is_empty() && values.iter().all(|v| passes(self.how, *v, self.threshold))
+        !entries.is_empty()
+            && entries
+                .iter()
+                .all(|m| passes(self.how, m.value, own(m.seed), self.threshold))
+    }
+
+    /// The threshold rule in words.
+    fn rule(&self) -> String {
+        match self.how {
+            How::Linear => format!("above {}", self.threshold),
+            How::Brute => format!(
+                "above {} where column j's own entry is above {}",
+                -self.threshold, self.threshold
+            ),
+        }
     }
 
     /// The graph file: the thresholded graph Skill-It reads, with the rule and the weighted mean
@@ -363,11 +387,8 @@ impl Learned {
         let _ = writeln!(
             text,
             "# Rule: diagonal 1; edge i → j at {EDGE_WEIGHT} where the mean over seeds of the \
-             measured entry is above {} (see src/graph_learn.rs).",
-            match self.how {
-                How::Linear => self.threshold,
-                How::Brute => -self.threshold,
-            }
+             measured entry is {} (see src/graph_learn.rs).",
+            self.rule()
         );
         let _ = writeln!(
             text,
@@ -436,13 +457,10 @@ impl Learned {
 
     /// A table of the measured entries: mean ± sd over seeds, `*` where the edge is stable.
     pub fn table(&self) -> String {
-        let bar = match self.how {
-            How::Linear => self.threshold,
-            How::Brute => -self.threshold,
-        };
         let mut out = format!(
             "mean over seeds of the measured entry (rows: train skill i, columns: skill j); \
-             * = above {bar} in every seed\n{:>6}",
+             * = {} in every seed\n{:>6}",
+            self.rule(),
             "i \\ j"
         );
         for j in 1..=self.k {

@@ -841,11 +841,10 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, &on_event)?;
             bar.finish_and_clear();
             let description = format!(
-                "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {}), {:.0} s",
+                "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {})",
                 request.base.task.build()?.describe(),
                 preset.map_or("laptop", |p| p.as_str()),
-                request.base.model.d_model,
-                started.elapsed().as_secs_f64()
+                request.base.model.d_model
             );
             skillit::results::write_atomic(&out, learned.graph_toml(&description).as_bytes())?;
             skillit::results::write_atomic(
