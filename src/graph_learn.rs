@@ -522,12 +522,16 @@ impl Learned {
             let size = 480;
             let root = SVGBackend::with_string(&mut svg, (size, size)).into_drawing_area();
             root.fill(&WHITE).map_err(|e| plot_error(&e))?;
-            root.draw(&Text::new(
-                title.to_string(),
-                (10, 10),
-                ("sans-serif", 14).into_font(),
-            ))
-            .map_err(|e| plot_error(&e))?;
+            // The title on two lines: the task and how, then the settings.
+            let (head, tail) = title.split_once(", ").unwrap_or((title, ""));
+            for (n, line) in [head, tail].iter().enumerate() {
+                root.draw(&Text::new(
+                    line.to_string(),
+                    (10, 8 + 18 * n as i32),
+                    ("sans-serif", 13).into_font(),
+                ))
+                .map_err(|e| plot_error(&e))?;
+            }
             let (cx, cy, r) = (240.0, 250.0, 170.0);
             let pos = |s: usize| {
                 let a = std::f64::consts::TAU * (s - 1) as f64 / self.k as f64
@@ -544,7 +548,8 @@ impl Learned {
             for i in 1..=self.k {
                 for j in 1..=self.k {
                     let v = self.mean[i - 1][j - 1];
-                    if i == j || v <= 0.0 || max <= 0.0 {
+                    let in_graph = i != j && self.graph.matrix[i - 1][j - 1] > 0.0;
+                    if i == j || !(in_graph || v > 0.0) {
                         continue;
                     }
                     let (a, b) = (pos(i), pos(j));
@@ -555,13 +560,13 @@ impl Learned {
                     let (ox, oy) = (-uy * 6.0, ux * 6.0);
                     let from = (a.0 + ux * 24.0 + ox, a.1 + uy * 24.0 + oy);
                     let to = (b.0 - ux * 24.0 + ox, b.1 - uy * 24.0 + oy);
-                    let in_graph = self.graph.matrix[i - 1][j - 1] > 0.0;
                     let colour = if in_graph {
                         RGBColor(200, 40, 40)
                     } else {
                         RGBColor(170, 170, 170)
                     };
-                    let width = (1.0 + 7.0 * v / max).round() as u32;
+                    let width =
+                        (1.0 + 7.0 * v.max(0.0) / max.max(f64::MIN_POSITIVE)).round() as u32;
                     let style = ShapeStyle::from(colour).stroke_width(width);
                     let p = |q: (f64, f64)| (q.0.round() as i32, q.1.round() as i32);
                     root.draw(&PathElement::new(vec![p(from), p(to)], style))
