@@ -241,7 +241,7 @@ fn bad_sweep_files_are_one_line_and_exit_2() {
     let cases = [
         (SWEEP.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
         (
-            SWEEP.replace("name = \"no_graph\"", "name = \"doremi\""),
+            SWEEP.replace("name = \"no_graph\"", "name = \"nonsense\""),
             "methods",
         ),
         (

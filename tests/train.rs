@@ -618,8 +618,8 @@ fn bad_configs_are_one_line_and_exit_2() {
             "2 weights for 3 skills",
         ),
         (
-            vec!["--method".into(), "doremi".into()],
-            "unknown method 'doremi'",
+            vec!["--method".into(), "nonsense".into()],
+            "unknown method 'nonsense'",
         ),
         (
             vec![
