@@ -74,6 +74,13 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
     assert!(linear.mean[0][1] < 0.0, "\n{}", linear.table());
     // Every seed measured every entry: 2 seeds × 16.
     assert_eq!(linear.measurements.len(), 32);
+    // The graph file is what Skill-It reads (`graph = "FILE"`).
+    let file = dir.path().join("linear.toml");
+    std::fs::write(&file, linear.graph_toml("the test's graph")).unwrap();
+    assert_eq!(
+        skillit::graph::SkillsGraph::read(&file, 4).unwrap(),
+        linear.graph
+    );
 
     let brute = learn(
         &request(How::Brute, vec![0]),

@@ -221,6 +221,19 @@ pub enum GraphSource {
     Inline(SkillsGraph),
 }
 
+impl GraphSource {
+    /// A short name for the params column and run ids: the file's stem, or `inline`.
+    pub fn label(&self) -> String {
+        match self {
+            GraphSource::File(path) => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into()),
+            GraphSource::Inline(_) => "inline".into(),
+        }
+    }
+}
+
 /// The method names the registry knows, for error messages.
 pub const NAMES: [&str; 14] = [
     "stratified",
@@ -483,21 +496,27 @@ impl MethodSpec {
             MethodSpec::Doremi { config } => Box::new(Doremi::new(config.clone(), train_count)),
             MethodSpec::Odm { config } => Box::new(Odm::new(config.clone(), train_count)),
             MethodSpec::Fixed { weights } => Box::new(Fixed::new(weights.clone())),
-            MethodSpec::SkillIt { config, .. } => Box::new(SkillIt::new(
-                "skill_it",
-                config.for_setting(setting),
-                self.graph(task, setting, k, origin)?,
-            )),
+            MethodSpec::SkillIt { config, graph } => Box::new(
+                SkillIt::new(
+                    "skill_it",
+                    config.for_setting(setting),
+                    self.graph(task, setting, k, origin)?,
+                )
+                .with_graph_label(graph.as_ref().map(GraphSource::label)),
+            ),
             MethodSpec::NoGraph { config } => Box::new(SkillIt::new(
                 "no_graph",
                 config.for_setting(setting),
                 SkillsGraph::identity(k),
             )),
-            MethodSpec::Static { config, .. } => Box::new(SkillIt::new(
-                "static",
-                config.for_setting(setting).with_update(false),
-                self.graph(task, setting, k, origin)?,
-            )),
+            MethodSpec::Static { config, graph } => Box::new(
+                SkillIt::new(
+                    "static",
+                    config.for_setting(setting).with_update(false),
+                    self.graph(task, setting, k, origin)?,
+                )
+                .with_graph_label(graph.as_ref().map(GraphSource::label)),
+            ),
         })
     }
 }

@@ -109,6 +109,9 @@ pub struct SkillIt {
     name: &'static str,
     config: SkillItConfig,
     graph: SkillsGraph,
+    /// Where a given graph came from (file stem or `inline`), for the params column; `None` for the
+    /// published graph.
+    graph_label: Option<String>,
 }
 
 /// softmax(η·s): the mixture ∝ exp(η·s_i), computed stably.
@@ -127,7 +130,14 @@ impl SkillIt {
             name,
             config,
             graph,
+            graph_label: None,
         }
+    }
+
+    /// Names the graph in the params (`graph=lego_linear`) when it is not the published one.
+    pub fn with_graph_label(mut self, label: Option<String>) -> Self {
+        self.graph_label = label;
+        self
     }
 
     /// Σ_j A[i][j] · L_j for each train skill i.
@@ -175,6 +185,9 @@ impl MixtureMethod for SkillIt {
         let mut p = format!("eta={}", self.config.eta);
         if self.config.update {
             p += &format!(";window={}", self.config.window);
+        }
+        if let Some(label) = &self.graph_label {
+            p += &format!(";graph={label}");
         }
         p
     }
