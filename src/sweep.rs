@@ -246,7 +246,7 @@ pub fn run_status(dir: &Path, run_id: &str) -> String {
 }
 
 /// The status recorded in a run folder's manifest (`pending` without one).
-pub fn run_status_in(run_folder: &Path) -> String {
+fn run_status_in(run_folder: &Path) -> String {
     read_manifest(run_folder)
         .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(String::from))
         .unwrap_or_else(|| "pending".into())

@@ -982,7 +982,7 @@ pub fn tidy_run(dir: &Path) {
     if !checkpoint.exists() {
         return;
     }
-    if crate::sweep::run_status_in(dir) == "finished" {
+    if read_manifest(dir).is_ok_and(|m| m.status == "finished") {
         let _ = std::fs::remove_dir_all(&checkpoint);
         return;
     }

@@ -77,10 +77,13 @@ impl Doremi {
         }
     }
 
-    /// Resizes to the setting's `m` training skills before the first round.
+    /// Resizes to the setting's `m` training skills before the first round (the reference run's
+    /// evaluations stay).
     fn fit(&mut self, m: usize) {
         if self.alpha.len() != m {
+            let reference = std::mem::take(&mut self.reference);
             *self = Self::new(self.config.clone(), m);
+            self.reference = reference;
         }
     }
 
@@ -123,11 +126,7 @@ impl MixtureMethod for Doremi {
     }
 
     fn mixture(&mut self, observation: &Observation) -> Vec<f64> {
-        if self.alpha.len() != observation.train_skills.len() {
-            let reference = std::mem::take(&mut self.reference);
-            self.fit(observation.train_skills.len());
-            self.reference = reference;
-        }
+        self.fit(observation.train_skills.len());
         let now = observation
             .evaluations
             .iter()
