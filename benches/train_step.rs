@@ -55,6 +55,7 @@ fn bench_train_step(c: &mut Criterion) {
             });
             let validation = ValidationSet::standard(task.as_ref(), config.training.val_per_skill)
                 .expect("validation set");
+            let validation: Vec<Example> = validation.iter().cloned().collect();
             let plain = model.valid();
             group.bench_function(format!("{name}/eval"), |b| {
                 b.iter(|| evaluate(&plain, &validation, k, &selected.device, 0))

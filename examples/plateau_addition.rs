@@ -20,6 +20,7 @@ fn main() {
         d_ff: 256,
         dropout: 0.0,
         context: 32,
+        ..ModelConfig::default()
     }
     .init(task.vocab().len(), &mut init, &device);
     let t = TrainingConfig {

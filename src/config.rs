@@ -215,6 +215,7 @@ impl Preset {
                     d_ff: 256,
                     dropout: 0.0,
                     context: 32,
+                    ..ModelConfig::default()
                 },
                 TrainingConfig {
                     steps: 1000,

@@ -145,6 +145,15 @@ enum Command {
         /// Set one method parameter, e.g. `--set eta=0.2 --set window=1` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// The model: scratch (the small transformer, shaped by the preset or config) or gpt-neo
+        /// (a pretrained GPT-Neo from --weights; the paper's model is GPT-Neo-125M).
+        #[arg(long, value_enum)]
+        model: Option<skillit::model::ModelKind>,
+        /// A Hugging Face snapshot folder of a pretrained model: config.json, model.safetensors
+        /// (or pytorch_model.bin) and tokenizer.json, e.g. from `huggingface-cli download
+        /// EleutherAI/gpt-neo-125m --local-dir DIR`. Implies --model gpt-neo.
+        #[arg(long)]
+        weights: Option<PathBuf>,
     },
     /// Run a sweep file: every method × grid point × seed into DIR/runs/RUN_ID, resumably, then
     /// DIR/metrics.csv and DIR/runs.csv.
@@ -505,8 +514,19 @@ fn run(cli: Cli) -> skillit::Result<()> {
             preset,
             method_config,
             set,
+            model,
+            weights,
         } => {
             let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
+            if let Some(kind) = model {
+                run.model.kind = kind;
+            }
+            if let Some(dir) = weights {
+                if model.is_none() {
+                    run.model.kind = skillit::model::ModelKind::GptNeo;
+                }
+                run.model.weights = Some(dir);
+            }
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
                 run.method = MethodSpec::from_name(&m, k, task_name)?;

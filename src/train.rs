@@ -22,7 +22,7 @@ use skillit_synthetic::{stream_rng, Example, Purpose, Task, TrainStream, Validat
 use crate::config::{LossKind, RunConfig};
 use crate::device::Selected;
 use crate::method::{Evaluation, MixtureMethod, Observation, Plan, ScoredPool};
-use crate::model::Transformer;
+use crate::model::Model;
 use crate::results::{write_atomic, MetricsRow, METRICS_COLUMNS};
 use crate::{Error, Result};
 
@@ -181,11 +181,19 @@ pub fn learning_rate(peak: f64, step: u64, warmup: u64, total: u64) -> f64 {
     }
 }
 
+/// The examples' tokens `[batch, longest]`, shorter rows padded on the right with id 0 (a padded
+/// position is never read: attention is causal and the losses mask it).
 fn tokens_tensor(examples: &[&Example], device: &Device) -> Tensor<2, Int> {
-    let seq = examples[0].tokens.len();
+    let seq = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(0);
     let data: Vec<i64> = examples
         .iter()
-        .flat_map(|e| e.tokens.iter().map(|&t| i64::from(t)))
+        .flat_map(|e| {
+            let pad = seq - e.tokens.len();
+            e.tokens
+                .iter()
+                .map(|&t| i64::from(t))
+                .chain(std::iter::repeat_n(0, pad))
+        })
         .collect();
     Tensor::from_data(TensorData::new(data, [examples.len(), seq]), device)
 }
@@ -237,7 +245,7 @@ impl ModuleVisitor for ScaleGrads<'_> {
 
 /// Clips the global L2 norm of all gradients to `max_norm` (PyTorch's `clip_grad_norm_`, which the
 /// authors' trainer applies; burn's own clipping works per parameter). Stays on the device.
-fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: f64) {
+fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_norm: f64) {
     let mut norm = SquaredNorm { grads, total: None };
     model.visit(&mut norm);
     let Some(total) = norm.total else { return };
@@ -252,8 +260,8 @@ fn clip_global_norm(model: &Transformer, grads: &mut GradientsParams, max_norm: 
 
 /// The per-skill validation loss and accuracy of `model`.
 pub fn evaluate(
-    model: &Transformer,
-    validation: &ValidationSet,
+    model: &Model,
+    validation: &[Example],
     num_skills: usize,
     device: &Device,
     step: u64,
@@ -283,7 +291,7 @@ pub fn evaluate(
 /// Each example's answer-token cross-entropy under `model` and whether its greedy answer is right,
 /// in batches of 512 (one forward each).
 fn answer_scores(
-    model: &Transformer,
+    model: &Model,
     examples: &[&Example],
     device: &Device,
 ) -> (Vec<f64>, Vec<bool>) {
@@ -291,7 +299,8 @@ fn answer_scores(
     let mut nll = Vec::with_capacity(examples.len());
     let mut correct = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(CHUNK) {
-        let lp = model.answer_log_probs(tokens_tensor(chunk, device), chunk[0].answer_pos);
+        let positions: Vec<usize> = chunk.iter().map(|e| e.answer_pos).collect();
+        let lp = model.answer_log_probs(tokens_tensor(chunk, device), &positions);
         let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
         let answers =
             Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
@@ -304,14 +313,14 @@ fn answer_scores(
 }
 
 /// Each example's answer-token cross-entropy under `model` (the curricula's difficulty score).
-pub fn score(model: &Transformer, examples: &[Example], device: &Device) -> Vec<f64> {
+pub fn score(model: &Model, examples: &[Example], device: &Device) -> Vec<f64> {
     let refs: Vec<&Example> = examples.iter().collect();
     answer_scores(model, &refs, device).0
 }
 
 /// One batch's training loss (a scalar tensor on the autodiff device).
 pub fn batch_loss(
-    model: &Transformer,
+    model: &Model,
     batch: &[&Example],
     kind: LossKind,
     device: &Device,
@@ -322,7 +331,7 @@ pub fn batch_loss(
 /// Each example's training loss `[batch]`: the cross-entropy of its answer token, or the mean
 /// next-token cross-entropy over its whole sequence.
 pub fn example_losses(
-    model: &Transformer,
+    model: &Model,
     batch: &[&Example],
     kind: LossKind,
     device: &Device,
@@ -335,12 +344,24 @@ pub fn example_losses(
             let targets = tokens.narrow(1, 1, seq - 1).reshape([b, seq - 1, 1]);
             let lp = log_softmax(logits, 2);
             let nll: Tensor<2> = lp.gather(2, targets).reshape([b, seq - 1]).neg();
-            nll.mean_dim(1).reshape([b])
+            if batch.iter().all(|e| e.tokens.len() == seq) {
+                return nll.mean_dim(1).reshape([b]);
+            }
+            // Rows of different lengths: each row's mean over its own next-token predictions.
+            let mask: Vec<f32> = batch
+                .iter()
+                .flat_map(|e| (1..seq).map(move |i| f32::from(u8::from(i < e.tokens.len()))))
+                .collect();
+            let counts: Vec<f32> = batch.iter().map(|e| (e.tokens.len() - 1) as f32).collect();
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [b, seq - 1]), device);
+            let counts = Tensor::<1>::from_data(TensorData::new(counts, [b]), device);
+            (nll * mask).sum_dim(1).reshape([b]) / counts
         }
         LossKind::Answer => {
-            let pos = batch[0].answer_pos;
-            let lp = model.answer_log_probs(tokens.clone(), pos);
-            let targets = tokens.narrow(1, pos, 1).reshape([b, 1]);
+            let positions: Vec<usize> = batch.iter().map(|e| e.answer_pos).collect();
+            let lp = model.answer_log_probs(tokens, &positions);
+            let answers: Vec<i64> = batch.iter().map(|e| i64::from(e.answer_token())).collect();
+            let targets = Tensor::<2, Int>::from_data(TensorData::new(answers, [b, 1]), device);
             lp.gather(1, targets).reshape([b]).neg()
         }
     }
@@ -348,7 +369,7 @@ pub fn example_losses(
 
 /// AdamW with decoupled weight decay on the matrices and none on the rank-1 parameters (biases,
 /// LayerNorm), as the authors' Hugging Face trainer groups them.
-pub fn optimizer(model: &Transformer, t: &crate::config::TrainingConfig) -> ModuleOptimizer {
+pub fn optimizer(model: &Model, t: &crate::config::TrainingConfig) -> ModuleOptimizer {
     let mut no_decay = VectorParams::default();
     model.visit(&mut no_decay);
     let adamw = || AdamWConfig::new().with_epsilon(t.eps as f32);
@@ -365,13 +386,13 @@ pub fn optimizer(model: &Transformer, t: &crate::config::TrainingConfig) -> Modu
 /// One optimizer step on `batch` at learning rate `lr`, clipping the global gradient norm to
 /// `grad_clip` (0 = none); returns the updated model and the batch loss.
 pub fn train_step(
-    model: Transformer,
+    model: Model,
     optim: &mut ModuleOptimizer,
     batch: &[&Example],
     t: &crate::config::TrainingConfig,
     lr: f64,
     device: &Device,
-) -> (Transformer, f64) {
+) -> (Model, f64) {
     let (model, losses) = train_step_losses(model, optim, batch, t, lr, device);
     let mean = losses.iter().sum::<f64>() / losses.len() as f64;
     (model, mean)
@@ -379,13 +400,13 @@ pub fn train_step(
 
 /// [`train_step`], returning each example's loss (read back to the host in one transfer).
 pub fn train_step_losses(
-    model: Transformer,
+    model: Model,
     optim: &mut ModuleOptimizer,
     batch: &[&Example],
     t: &crate::config::TrainingConfig,
     lr: f64,
     device: &Device,
-) -> (Transformer, Vec<f64>) {
+) -> (Model, Vec<f64>) {
     let per_example = example_losses(&model, batch, t.loss, device);
     let values: Vec<f64> = per_example
         .clone()
@@ -433,7 +454,7 @@ pub fn measure_speed(
     let t = &config.training;
     let device = selected.device.clone().autodiff();
     let mut init = stream_rng(0, Purpose(99), 0);
-    let mut model = config.model.init(task.vocab().len(), &mut init, &device);
+    let (mut model, codec) = config.model.build(task.vocab(), &mut init, &device)?;
     let num_params = model.num_params();
     let mut optim = optimizer(&model, t);
     let mut rng = stream_rng(0, Purpose::TRAIN, 1);
@@ -441,6 +462,7 @@ pub fn measure_speed(
     let examples: Vec<Example> = (0..t.batch_size)
         .map(|i| task.example(1 + i % k, &mut rng))
         .collect();
+    let examples = codec.encode(examples)?;
     let batch: Vec<&Example> = examples.iter().collect();
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -457,6 +479,7 @@ pub fn measure_speed(
     }
     let ms_per_step = median(times);
     let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
+    let validation = codec.encode(validation.iter().cloned().collect())?;
     let plain = model.valid();
     evaluate(&plain, &validation, k, &selected.device, 0);
     let eval_times: Vec<f64> = (0..evals.max(1))
@@ -474,7 +497,7 @@ pub fn measure_speed(
         seq_len: task.seq_len(),
         ms_per_step,
         ms_per_eval: median(eval_times),
-        eval_sequences: validation.iter().count(),
+        eval_sequences: validation.len(),
     })
 }
 
@@ -581,9 +604,9 @@ pub fn train(
 
     let device = selected.device.clone().autodiff();
     let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
-    let mut model = config
-        .model
-        .init(task.vocab().len(), &mut init_rng, &device);
+    let (mut model, codec) = config.model.build(task.vocab(), &mut init_rng, &device)?;
+    // The validation set in the model's ids (the task's own for the scratch model).
+    let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
     if let Some(path) = &config.init {
         model = model.try_load_file(path).map_err(|e| Error::Invalid {
             origin: path.display().to_string(),
@@ -617,7 +640,11 @@ pub fn train(
         for (skill, &c) in counts.iter().enumerate() {
             pool.extend(stream.take(skill + 1, c)?);
         }
-        let losses = score(&model.valid(), &pool, &selected.device);
+        let losses = score(
+            &model.valid(),
+            &codec.encode(pool.clone())?,
+            &selected.device,
+        );
         method.set_pool(ScoredPool {
             skills: pool.iter().map(|e| e.skill).collect(),
             losses,
@@ -629,7 +656,7 @@ pub fn train(
         run_id: &run_id,
         config,
         task: task.as_ref(),
-        validation: &validation,
+        validation: &encoded_validation,
         device: &selected.device,
         evaluations: Vec::new(),
         probes: Vec::new(),
@@ -704,7 +731,7 @@ pub fn train(
             recorder.probe(&model, step);
         }
         let history = observed_history(&recorder.evaluations, &recorder.probes, step);
-        let (mut examples, mixture, _, mut round_rng) = run_round_plan(
+        let (examples, mixture, _, mut round_rng) = run_round_plan(
             method.as_mut(),
             &mut stream,
             &pool,
@@ -724,6 +751,7 @@ pub fn train(
             // The mixture recorded at step 0 is the first round's.
             recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
         }
+        let mut examples = codec.encode(examples)?;
         examples.shuffle(&mut round_rng);
         for e in &examples {
             trained[e.skill - 1] += 1;
@@ -862,7 +890,7 @@ fn reference_run(
 }
 
 /// Saves a model's parameters (burnpack) through [`write_atomic`]: the file is whole or absent.
-pub fn save_module(model: &Transformer, path: &Path) -> Result<()> {
+pub fn save_module(model: &Model, path: &Path) -> Result<()> {
     let bytes = model
         .clone()
         .into_record()
@@ -1017,7 +1045,7 @@ fn remove_all_but(dir: &Path, keep: &[PathBuf]) {
 /// checkpoint.
 fn write_checkpoint(
     paths: &RunPaths,
-    model: &Transformer,
+    model: &Model,
     optim: &ModuleOptimizer,
     ck: &Checkpoint,
 ) -> Result<()> {
@@ -1050,7 +1078,7 @@ struct Recorder<'a> {
     run_id: &'a str,
     config: &'a RunConfig,
     task: &'a dyn Task,
-    validation: &'a ValidationSet,
+    validation: &'a [Example],
     device: &'a Device,
     /// Each evaluation with the mixture in force at its step.
     evaluations: Vec<(Evaluation, Vec<f64>)>,
@@ -1062,7 +1090,7 @@ struct Recorder<'a> {
 impl Recorder<'_> {
     fn record(
         &mut self,
-        model: &Transformer,
+        model: &Model,
         step: u64,
         mixture: &[f64],
         method: &dyn MixtureMethod,
@@ -1089,7 +1117,7 @@ impl Recorder<'_> {
     }
 
     /// Evaluates at `step` for a probing method unless an evaluation already falls there.
-    fn probe(&mut self, model: &Transformer, step: u64) {
+    fn probe(&mut self, model: &Model, step: u64) {
         let known = |e: &Evaluation| e.step == step;
         if self.evaluations.iter().any(|(e, _)| known(e)) || self.probes.iter().any(known) {
             return;

@@ -22,6 +22,7 @@ fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
             d_ff: 64,
             dropout: 0.0,
             context: 32,
+            ..ModelConfig::default()
         },
         training: TrainingConfig {
             val_per_skill: 50,

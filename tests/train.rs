@@ -28,6 +28,7 @@ fn tiny_model() -> ModelConfig {
         d_ff: 64,
         dropout: 0.0,
         context: 32,
+        ..ModelConfig::default()
     }
 }
 

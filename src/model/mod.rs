@@ -1,6 +1,10 @@
-//! The small causal transformer trained from scratch (SPEC §11): token and learned position
-//! embeddings, pre-norm blocks (causal multi-head attention, GELU MLP), a final LayerNorm and a
-//! linear head. Plain burn 0.22 modules: no backend generic; the device decides where it runs.
+//! The models: [`Transformer`], the small causal transformer trained from scratch (SPEC §11), and
+//! [`GptNeo`] (gpt_neo.rs), the paper's pretrained model loaded from Hugging Face weights; [`Model`]
+//! is either, behind one interface, and [`Codec`] (codec.rs) turns a task's examples into its ids.
+//!
+//! The transformer: token and learned position embeddings, pre-norm blocks (causal multi-head
+//! attention, GELU MLP), a final LayerNorm and a linear head. Plain burn 0.22 modules: no backend
+//! generic; the device decides where it runs.
 //!
 //! Initialisation follows GPT-2 / nanoGPT: every weight ~ N(0, 0.02), the two residual projections
 //! of each block ~ N(0, 0.02 / √(2·n_layers)), biases 0, LayerNorm γ = 1, β = 0. The weights are
@@ -19,12 +23,50 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
+use skillit_synthetic::Vocab;
+
 use crate::{Error, Result};
 
-/// The shape of the transformer. The vocabulary size comes from the task.
+pub mod codec;
+pub mod gpt_neo;
+
+pub use codec::{Codec, TextCodec};
+pub use gpt_neo::{GptNeo, GptNeoConfig};
+
+/// Which model a run trains.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// The small transformer, initialised from the run's seed (the shape fields below).
+    #[default]
+    Scratch,
+    /// A pretrained GPT-Neo from a Hugging Face snapshot folder (`weights`); its shape comes
+    /// from the folder's config.json and the shape fields here are not used.
+    GptNeo,
+}
+
+impl ModelKind {
+    fn is_scratch(&self) -> bool {
+        *self == ModelKind::Scratch
+    }
+}
+
+/// The model of a run: the shape of the transformer (the vocabulary size comes from the task), or
+/// a pretrained checkpoint (`kind = "gpt-neo"`, `weights = "DIR"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// `scratch` (default) or `gpt-neo`.
+    #[serde(skip_serializing_if = "ModelKind::is_scratch")]
+    pub kind: ModelKind,
+    /// The snapshot folder of a pretrained model (config.json, model.safetensors or
+    /// pytorch_model.bin, tokenizer.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<PathBuf>,
     /// Width of the residual stream.
     pub d_model: usize,
     /// Transformer blocks.
@@ -42,6 +84,8 @@ pub struct ModelConfig {
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
+            kind: ModelKind::Scratch,
+            weights: None,
             d_model: 128,
             n_layers: 2,
             n_heads: 4,
@@ -85,12 +129,57 @@ impl ModelConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
         }
-        Ok(())
+        match (self.kind, &self.weights) {
+            (ModelKind::GptNeo, None) => bad(
+                "weights",
+                "a gpt-neo model needs the folder of its weights (config.json, \
+                 model.safetensors or pytorch_model.bin, tokenizer.json)"
+                    .into(),
+            ),
+            (ModelKind::Scratch, Some(_)) => bad(
+                "weights",
+                "only a pretrained model (kind = \"gpt-neo\") reads weights; use `init` to \
+                 start the scratch model from a saved run"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
     }
 
-    /// A freshly initialised model for a vocabulary of `vocab_size` tokens, its weights drawn from
-    /// `rng`.
+    /// The run's model on `device` and how it reads the task `vocab`'s examples: the scratch
+    /// transformer drawn from `rng`, or the pretrained model loaded from its folder.
+    pub fn build(
+        &self,
+        vocab: &'static Vocab,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        device: &Device,
+    ) -> Result<(Model, Codec)> {
+        match (self.kind, &self.weights) {
+            (ModelKind::GptNeo, Some(dir)) => {
+                let (model, _) = gpt_neo::load(dir, device)?;
+                let codec =
+                    TextCodec::read(&dir.join("tokenizer.json"), vocab, model.context())?;
+                Ok((Model::GptNeo(model), Codec::Text(codec)))
+            }
+            _ => Ok((
+                self.init(vocab.len(), rng, device),
+                Codec::Task,
+            )),
+        }
+    }
+
+    /// A freshly initialised scratch model for a vocabulary of `vocab_size` tokens, its weights
+    /// drawn from `rng`.
     pub fn init(
+        &self,
+        vocab_size: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        device: &Device,
+    ) -> Model {
+        Model::Scratch(self.init_transformer(vocab_size, rng, device))
+    }
+
+    fn init_transformer(
         &self,
         vocab_size: usize,
         rng: &mut rand_chacha::ChaCha8Rng,
@@ -211,6 +300,11 @@ pub struct Transformer {
 impl Transformer {
     /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        self.head.forward(self.hidden(tokens))
+    }
+
+    /// The final hidden states `[batch, seq, d_model]` (after the final LayerNorm).
+    fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [batch, seq] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
@@ -220,7 +314,7 @@ impl Transformer {
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.head.forward(self.ln_final.forward(x))
+        self.ln_final.forward(x)
     }
 
     /// Log-probabilities `[batch, vocab]` of the token at `answer_pos`, predicted from the tokens
@@ -231,5 +325,62 @@ impl Transformer {
         let logits = self.forward(prompt);
         let [_, seq, vocab] = logits.dims();
         log_softmax(logits.narrow(1, seq - 1, 1).reshape([batch, vocab]), 1)
+    }
+}
+
+/// The model a run trains: either kind, one interface.
+#[derive(Module, Debug)]
+pub enum Model {
+    Scratch(Transformer),
+    GptNeo(GptNeo),
+}
+
+impl Model {
+    /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            Model::Scratch(m) => m.forward(tokens),
+            Model::GptNeo(m) => m.head(m.hidden(tokens)),
+        }
+    }
+
+    /// Log-probabilities `[batch, vocab]` of each example's answer token, predicted from the
+    /// tokens before it: example b's answer is at `answer_pos[b]` of its row of `tokens` (rows
+    /// padded on the right). Only the prompt enters the computation that matters: attention is
+    /// causal.
+    pub fn answer_log_probs(&self, tokens: Tensor<2, Int>, answer_pos: &[usize]) -> Tensor<2> {
+        let first = answer_pos[0];
+        if answer_pos.iter().all(|&p| p == first) {
+            if let Model::Scratch(m) = self {
+                return m.answer_log_probs(tokens, first);
+            }
+        }
+        let [batch, _] = tokens.dims();
+        let longest = answer_pos.iter().copied().max().unwrap_or(1);
+        let hidden = self.hidden(tokens.narrow(1, 0, longest));
+        let [_, _, d] = hidden.dims();
+        // Row b's hidden state at answer_pos[b] − 1, then the head on those rows alone.
+        let index: Vec<i64> = answer_pos.iter().map(|&p| p as i64 - 1).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [batch]), &hidden.device())
+            .reshape([batch, 1, 1])
+            .expand([batch, 1, d]);
+        let last = hidden.gather(1, index);
+        let logits = self.head(last);
+        let [_, _, vocab] = logits.dims();
+        log_softmax(logits.reshape([batch, vocab]), 1)
+    }
+
+    fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            Model::Scratch(m) => m.hidden(tokens),
+            Model::GptNeo(m) => m.hidden(tokens),
+        }
+    }
+
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match self {
+            Model::Scratch(m) => m.head.forward(hidden),
+            Model::GptNeo(m) => m.head(hidden),
+        }
     }
 }

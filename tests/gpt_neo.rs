@@ -1,0 +1,331 @@
+//! GPT-Neo from Hugging Face files (issue 11), against the fixture that
+//! tests/data/make_gpt_neo_fixture.py made with PyTorch `transformers` (no download; CI needs no
+//! Python): the same logits to 1e-4 from model.safetensors and from pytorch_model.bin, the same
+//! token ids, a few training steps on LEGO that lower the loss, and one clear line for a wrong or
+//! missing file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use skillit::config::{LossKind, RunConfig, TrainingConfig};
+use skillit::device::{select, DeviceKind};
+use skillit::model::{gpt_neo, Codec, Model, ModelConfig, ModelKind, TextCodec};
+use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
+use skillit::train::{train, Flow};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpt_neo_tiny")
+}
+
+struct Reference {
+    text: String,
+    ids: Vec<u32>,
+    /// `[seq, vocab]`, row-major.
+    logits: Vec<f32>,
+}
+
+fn references() -> Vec<Reference> {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture().join("reference.json")).unwrap(),
+    )
+    .unwrap();
+    let bytes = std::fs::read(fixture().join("reference.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    json["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let view = tensors.tensor(&format!("logits_{i}")).unwrap();
+            assert_eq!(view.dtype(), safetensors::Dtype::F32);
+            Reference {
+                text: input["text"].as_str().unwrap().to_string(),
+                ids: input["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect(),
+                logits: view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// The largest |ours − reference| over every logit of every reference input.
+fn max_logit_error(dir: &Path) -> f32 {
+    let device = select(DeviceKind::Flex).unwrap().device;
+    let (model, config) = gpt_neo::load(dir, &device).unwrap();
+    let model = Model::GptNeo(model);
+    let mut worst = 0.0f32;
+    for r in references() {
+        let ids: Vec<i64> = r.ids.iter().map(|&i| i64::from(i)).collect();
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(ids, [1, r.ids.len()]), &device);
+        let logits = model.forward(tokens);
+        assert_eq!(logits.dims(), [1, r.ids.len(), config.vocab_size]);
+        let ours: Vec<f32> = logits.into_data().iter::<f32>().collect();
+        assert_eq!(ours.len(), r.logits.len());
+        for (a, b) in ours.iter().zip(&r.logits) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!("{}: max |logit error| {worst:e}", dir.display());
+    worst
+}
+
+#[test]
+fn safetensors_weights_give_the_reference_logits() {
+    let err = max_logit_error(&fixture());
+    // The logits span several units (initializer range 0.2): 1e-4 is float32 round-off.
+    assert!(err <= 1e-4, "max |logit error| = {err}");
+}
+
+#[test]
+fn pytorch_weights_give_the_reference_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json", "pytorch_model.bin"] {
+        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
+    }
+    let err = max_logit_error(dir.path());
+    assert!(err <= 1e-4, "max |logit error| = {err}");
+}
+
+#[test]
+fn the_local_layer_sees_only_its_window() {
+    // The fixture's second layer is local with window 7 and the inputs are ~36 tokens long: a
+    // model whose local layer attended globally would miss the reference, so make one and check.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture().join("config.json")).unwrap();
+    let global = config.replace("\"local\"", "\"global\"");
+    assert_ne!(config, global);
+    std::fs::write(dir.path().join("config.json"), global).unwrap();
+    let err = max_logit_error(dir.path());
+    assert!(err > 1e-2, "global attention everywhere still matched (err {err})");
+}
+
+#[test]
+fn the_tokenizer_gives_the_reference_ids() {
+    let codec = TextCodec::read(
+        &fixture().join("tokenizer.json"),
+        TaskSpec::Lego {
+            k: 5,
+            graph: LegoGraph::Chain,
+        }
+        .build()
+        .unwrap()
+        .vocab(),
+        64,
+    )
+    .unwrap();
+    for r in references() {
+        assert_eq!(codec.ids(&r.text).unwrap(), r.ids, "{}", r.text);
+        assert_eq!(codec.decode(&r.ids).unwrap(), r.text);
+    }
+}
+
+#[test]
+fn task_examples_become_the_tokenizers_ids_with_the_answer_after_the_prompt() {
+    for spec in [
+        TaskSpec::Lego {
+            k: 5,
+            graph: LegoGraph::Chain,
+        },
+        TaskSpec::Addition { k: 3 },
+    ] {
+        let task = spec.build().unwrap();
+        let vocab = task.vocab();
+        let codec = TextCodec::read(&fixture().join("tokenizer.json"), vocab, 64).unwrap();
+        let validation = ValidationSet::standard(task.as_ref(), 20).unwrap();
+        for e in validation.iter() {
+            let encoded = codec.encode(e).unwrap();
+            assert_eq!(encoded.skill, e.skill);
+            assert_eq!(
+                codec.ids(&e.prompt(vocab)).unwrap(),
+                encoded.prompt_tokens()
+            );
+            assert_eq!(
+                codec.decode(&[encoded.answer_token()]).unwrap().trim(),
+                e.answer(vocab)
+            );
+            assert_eq!(codec.decode(&encoded.tokens).unwrap(), e.text(vocab));
+        }
+    }
+}
+
+fn neo_run(dir: &Path) -> RunConfig {
+    RunConfig {
+        task: TaskSpec::Lego {
+            k: 3,
+            graph: LegoGraph::Chain,
+        },
+        model: ModelConfig {
+            kind: ModelKind::GptNeo,
+            weights: Some(dir.to_path_buf()),
+            ..ModelConfig::default()
+        },
+        training: TrainingConfig {
+            steps: 40,
+            batch_size: 16,
+            lr: 3e-3,
+            warmup: 5,
+            loss: LossKind::Full,
+            eval_every: 40,
+            steps_per_round: 0,
+            val_per_skill: 30,
+            ..TrainingConfig::default()
+        },
+        ..skillit::config::Preset::Laptop.config("lego")
+    }
+}
+
+#[test]
+fn a_few_steps_on_lego_lower_the_loss() {
+    let out = tempfile::tempdir().unwrap();
+    let config = neo_run(&fixture());
+    let selected = select(DeviceKind::Flex).unwrap();
+    let manifest = train(&config, &selected, out.path(), None, &mut |_| Flow::Continue).unwrap();
+    let first = &manifest.evaluations[0];
+    let last = manifest.evaluations.last().unwrap();
+    assert_eq!(last.step, 40);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // The random fixture starts far from the answers (loss ≈ 6 over 300 tokens); 40 steps of the
+    // whole-sequence loss teach it the answer format at least.
+    assert!(
+        mean(&last.loss) < 0.7 * mean(&first.loss),
+        "validation loss {:?} → {:?}",
+        first.loss,
+        last.loss
+    );
+    // The run is recorded as a gpt-neo run, and its weights are saved.
+    let text = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
+    assert!(text.contains("\"kind\": \"gpt-neo\""), "{text}");
+    assert!(out.path().join("model.bpk").is_file());
+}
+
+#[test]
+fn encoded_batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
+    // Addition prompts tokenize to different lengths under the fixture's BPE; scoring a mixed
+    // batch at once must equal scoring each example alone.
+    let device = select(DeviceKind::Flex).unwrap().device;
+    let task = TaskSpec::Addition { k: 3 }.build().unwrap();
+    let (model, codec) = ModelConfig {
+        kind: ModelKind::GptNeo,
+        weights: Some(fixture()),
+        ..ModelConfig::default()
+    }
+    .build(task.vocab(), &mut stream_rng(0, Purpose(99), 0), &device)
+    .unwrap();
+    assert!(matches!(codec, Codec::Text(_)));
+    let validation = ValidationSet::standard(task.as_ref(), 10).unwrap();
+    let examples = codec.encode(validation.iter().cloned().collect()).unwrap();
+    let lengths: std::collections::BTreeSet<usize> =
+        examples.iter().map(|e| e.tokens.len()).collect();
+    let together = skillit::train::score(&model, &examples, &device);
+    for (e, &t) in examples.iter().zip(&together) {
+        let alone = skillit::train::score(&model, std::slice::from_ref(e), &device)[0];
+        assert!((alone - t).abs() < 1e-5, "{alone} vs {t}");
+    }
+    eprintln!("lengths in the batch: {lengths:?}");
+}
+
+fn skillit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_skillit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_wrong_or_missing_file_is_one_line() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |weights: &Path| {
+        let o = skillit(&[
+            "train",
+            "--task",
+            "lego",
+            "--model",
+            "gpt-neo",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--steps",
+            "60",
+            "--out",
+            out.path().join("run").to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{stderr}");
+        // One error line, the last (a torn weights file is found once loading starts, after the
+        // line saying what will train).
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert_eq!(stderr.trim().lines().last(), Some(errors[0]), "{stderr}");
+        assert!(!stderr.contains("panic"), "{stderr}");
+        stderr
+    };
+    // No folder at all.
+    let missing = out.path().join("nowhere");
+    assert!(run(&missing).contains("config.json"));
+    // A folder without weights.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
+    }
+    assert!(run(dir.path()).contains("neither model.safetensors nor pytorch_model.bin"));
+    // Weights of another shape than config.json says.
+    std::fs::copy(
+        fixture().join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(fixture().join("config.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        config.replace("\"hidden_size\": 32", "\"hidden_size\": 64"),
+    )
+    .unwrap();
+    assert!(run(dir.path()).contains("model.safetensors"));
+    // A torn weights file.
+    std::fs::write(dir.path().join("config.json"), &config).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not a safetensors file").unwrap();
+    assert!(run(dir.path()).contains("model.safetensors"));
+    // Not a GPT-Neo.
+    std::fs::copy(
+        fixture().join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        config.replace("\"gpt_neo\"", "\"llama\""),
+    )
+    .unwrap();
+    assert!(run(dir.path()).contains("model_type"));
+    // No tokenizer.
+    std::fs::write(dir.path().join("config.json"), &config).unwrap();
+    std::fs::remove_file(dir.path().join("tokenizer.json")).unwrap();
+    assert!(run(dir.path()).contains("tokenizer.json"));
+    // A scratch model given weights.
+    let o = skillit(&[
+        "train",
+        "--task",
+        "lego",
+        "--model",
+        "scratch",
+        "--weights",
+        fixture().to_str().unwrap(),
+        "--out",
+        out.path().join("run2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("weights"));
+}
