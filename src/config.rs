@@ -8,8 +8,8 @@
 //! name = "lego"                # or "addition"
 //! k = 5
 //! [model]
-//! d_model = 128
-//! n_layers = 2
+//! d_model = 128                # the scratch transformer's shape, or a pretrained model:
+//! n_layers = 2                 # kind = "gpt-neo", weights = "DIR" (a Hugging Face snapshot)
 //! [training]
 //! steps = 6000
 //! lr = 1e-3
@@ -355,7 +355,9 @@ impl RunConfig {
             message: e.to_string(),
         })?;
         self.model.validate(origin)?;
-        if self.model.context < task.seq_len() {
+        // A pretrained model's context comes from its config.json; its tokenizer's lengths are
+        // checked against it when the examples are encoded.
+        if self.model.kind == crate::model::ModelKind::Scratch && self.model.context < task.seq_len() {
             return bad(
                 "model.context",
                 format!(

@@ -12,7 +12,8 @@ use skillit::config::{LossKind, RunConfig, TrainingConfig};
 use skillit::device::{select, DeviceKind};
 use skillit::model::{gpt_neo, Codec, Model, ModelConfig, ModelKind, TextCodec};
 use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
-use skillit::train::{train, Flow};
+use skillit::synthetic::Example;
+use skillit::train::{example_losses, train, Flow};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpt_neo_tiny")
@@ -213,11 +214,16 @@ fn a_few_steps_on_lego_lower_the_loss() {
 }
 
 #[test]
-fn encoded_batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
-    // Addition prompts tokenize to different lengths under the fixture's BPE; scoring a mixed
-    // batch at once must equal scoring each example alone.
+fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
+    // A pretrained tokenizer can give a task's texts different lengths; the rows are then padded
+    // on the right. Scoring and the losses of a mixed batch must equal each example's alone.
     let device = select(DeviceKind::Flex).unwrap().device;
-    let task = TaskSpec::Addition { k: 3 }.build().unwrap();
+    let task = TaskSpec::Lego {
+        k: 3,
+        graph: LegoGraph::Chain,
+    }
+    .build()
+    .unwrap();
     let (model, codec) = ModelConfig {
         kind: ModelKind::GptNeo,
         weights: Some(fixture()),
@@ -226,16 +232,87 @@ fn encoded_batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
     .build(task.vocab(), &mut stream_rng(0, Purpose(99), 0), &device)
     .unwrap();
     assert!(matches!(codec, Codec::Text(_)));
-    let validation = ValidationSet::standard(task.as_ref(), 10).unwrap();
-    let examples = codec.encode(validation.iter().cloned().collect()).unwrap();
+    let validation = ValidationSet::standard(task.as_ref(), 4).unwrap();
+    let encoded = codec.encode(validation.iter().cloned().collect()).unwrap();
+    // Each example, and the same example with its first 2i tokens cut: lengths differ by row.
+    let mut examples = Vec::new();
+    for (i, e) in encoded.iter().enumerate() {
+        examples.push(e.clone());
+        let cut = 2 * (i % 5 + 1);
+        examples.push(Example {
+            skill: e.skill,
+            tokens: e.tokens[cut..].to_vec(),
+            answer_pos: e.answer_pos - cut,
+        });
+    }
     let lengths: std::collections::BTreeSet<usize> =
         examples.iter().map(|e| e.tokens.len()).collect();
+    assert!(lengths.len() >= 5, "{lengths:?}");
     let together = skillit::train::score(&model, &examples, &device);
-    for (e, &t) in examples.iter().zip(&together) {
+    let refs: Vec<&Example> = examples.iter().collect();
+    let values = |t: Tensor<1>| -> Vec<f32> { t.into_data().iter::<f32>().collect() };
+    let full = values(example_losses(&model, &refs, LossKind::Full, &device));
+    let answer = values(example_losses(&model, &refs, LossKind::Answer, &device));
+    for (i, e) in examples.iter().enumerate() {
         let alone = skillit::train::score(&model, std::slice::from_ref(e), &device)[0];
-        assert!((alone - t).abs() < 1e-5, "{alone} vs {t}");
+        assert!((alone - together[i]).abs() < 1e-5, "{alone} vs {}", together[i]);
+        assert!((alone as f32 - answer[i]).abs() < 1e-4);
+        let full_alone = values(example_losses(&model, &[e], LossKind::Full, &device))[0];
+        assert!((full_alone - full[i]).abs() < 1e-5, "{full_alone} vs {}", full[i]);
     }
-    eprintln!("lengths in the batch: {lengths:?}");
+}
+
+#[test]
+fn a_sweep_trains_the_pretrained_model_named_in_its_model_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("neo.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "neo"
+seeds = [0]
+model = {{ kind = "gpt-neo", weights = "{}" }}
+
+[task]
+name = "lego"
+k = 5
+
+[training]
+steps = 20
+batch_size = 8
+lr = 1e-3
+warmup = 2
+loss = "full"
+steps_per_round = 10
+eval_every = 10
+val_per_skill = 20
+
+[[methods]]
+name = "stratified"
+
+[[methods]]
+name = "skill_it"
+eta = 0.5
+"#,
+            fixture().display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("results");
+    let o = skillit(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs.matches(",finished,").count(), 2, "{runs}");
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    // 2 runs × 3 evaluations (steps 0, 10, 20) × 5 skills, and the header.
+    assert_eq!(metrics.lines().count(), 1 + 2 * 3 * 5, "{metrics}");
 }
 
 fn skillit(args: &[&str]) -> std::process::Output {
@@ -274,7 +351,7 @@ fn a_wrong_or_missing_file_is_one_line() {
     };
     // No folder at all.
     let missing = out.path().join("nowhere");
-    assert!(run(&missing).contains("config.json"));
+    assert!(run(&missing).contains("huggingface-cli download"));
     // A folder without weights.
     let dir = tempfile::tempdir().unwrap();
     for name in ["config.json", "tokenizer.json"] {

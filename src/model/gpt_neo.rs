@@ -79,12 +79,17 @@ impl GptNeoConfig {
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
         if !path.is_file() {
+            let what = if dir.is_dir() {
+                "has no config.json (a Hugging Face snapshot folder holds config.json, \
+                 model.safetensors or pytorch_model.bin, and tokenizer.json)"
+            } else {
+                "is not a folder; fetch the weights first, e.g. `huggingface-cli download \
+                 EleutherAI/gpt-neo-125m --local-dir DIR` (skillit never downloads)"
+            };
             return Err(Error::Invalid {
                 origin: dir.display().to_string(),
                 field: "weights".into(),
-                message: "has no config.json (a Hugging Face snapshot folder holds config.json, \
-                          model.safetensors or pytorch_model.bin, and tokenizer.json)"
-                    .into(),
+                message: what.into(),
             });
         }
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
