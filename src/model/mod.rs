@@ -130,6 +130,21 @@ impl ModelConfig {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
         }
         match (self.kind, &self.weights) {
+            // The folder's files are checked up front, so that a wrong folder stops a run or a
+            // sweep before anything is written.
+            (ModelKind::GptNeo, Some(dir)) => {
+                GptNeoConfig::read(dir)?;
+                gpt_neo::weights_file(dir)?;
+                let tokenizer = dir.join("tokenizer.json");
+                if !tokenizer.is_file() {
+                    return Err(Error::Invalid {
+                        origin: dir.display().to_string(),
+                        field: "weights".into(),
+                        message: "has no tokenizer.json".into(),
+                    });
+                }
+                Ok(())
+            }
             (ModelKind::GptNeo, None) => bad(
                 "weights",
                 "a gpt-neo model needs the folder of its weights (config.json, \
