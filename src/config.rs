@@ -357,7 +357,9 @@ impl RunConfig {
         self.model.validate(origin)?;
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are
         // checked against it when the examples are encoded.
-        if self.model.kind == crate::model::ModelKind::Scratch && self.model.context < task.seq_len() {
+        if self.model.kind == crate::model::ModelKind::Scratch
+            && self.model.context < task.seq_len()
+        {
             return bad(
                 "model.context",
                 format!(

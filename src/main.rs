@@ -154,6 +154,10 @@ enum Command {
         /// EleutherAI/gpt-neo-125m --local-dir DIR`. Implies --model gpt-neo.
         #[arg(long)]
         weights: Option<PathBuf>,
+        /// gpt-neo: the architecture of the folder's config.json with fresh weights drawn from the
+        /// seed instead of the pretrained ones (the paper's model trained from scratch).
+        #[arg(long)]
+        random_init: bool,
     },
     /// Run a sweep file: every method × grid point × seed into DIR/runs/RUN_ID, resumably, then
     /// DIR/metrics.csv and DIR/runs.csv.
@@ -235,6 +239,13 @@ enum Command {
         /// Examples per step (default: the config's, 32).
         #[arg(long)]
         batch_size: Option<usize>,
+        /// A pretrained model's folder, as for `train` (implies --model gpt-neo).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// gpt-neo: the architecture of the folder's config.json with random weights (the folder
+        /// then needs no weights file: speed does not depend on the values).
+        #[arg(long)]
+        random_init: bool,
     },
     /// Learn a skills graph from short probe trainings, or show a learned one.
     #[command(subcommand)]
@@ -516,6 +527,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             set,
             model,
             weights,
+            random_init,
         } => {
             let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
             if let Some(kind) = model {
@@ -527,6 +539,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 }
                 run.model.weights = Some(dir);
             }
+            run.model.random_init |= random_init;
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
                 run.method = MethodSpec::from_name(&m, k, task_name)?;
@@ -745,8 +758,15 @@ fn run(cli: Cli) -> skillit::Result<()> {
             steps,
             evals,
             batch_size,
+            weights,
+            random_init,
         } => {
             let (mut run, _) = base_config(task, preset, config.as_deref())?;
+            if let Some(dir) = weights {
+                run.model.kind = skillit::model::ModelKind::GptNeo;
+                run.model.weights = Some(dir);
+            }
+            run.model.random_init |= random_init;
             if let Some(b) = batch_size {
                 run.training.batch_size = b;
             }

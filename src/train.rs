@@ -290,11 +290,7 @@ pub fn evaluate(
 
 /// Each example's answer-token cross-entropy under `model` and whether its greedy answer is right,
 /// in batches of 512 (one forward each).
-fn answer_scores(
-    model: &Model,
-    examples: &[&Example],
-    device: &Device,
-) -> (Vec<f64>, Vec<bool>) {
+fn answer_scores(model: &Model, examples: &[&Example], device: &Device) -> (Vec<f64>, Vec<bool>) {
     const CHUNK: usize = 512;
     let mut nll = Vec::with_capacity(examples.len());
     let mut correct = Vec::with_capacity(examples.len());
@@ -319,12 +315,7 @@ pub fn score(model: &Model, examples: &[Example], device: &Device) -> Vec<f64> {
 }
 
 /// One batch's training loss (a scalar tensor on the autodiff device).
-pub fn batch_loss(
-    model: &Model,
-    batch: &[&Example],
-    kind: LossKind,
-    device: &Device,
-) -> Tensor<1> {
+pub fn batch_loss(model: &Model, batch: &[&Example], kind: LossKind, device: &Device) -> Tensor<1> {
     example_losses(model, batch, kind, device).mean()
 }
 
@@ -494,7 +485,8 @@ pub fn measure_speed(
         adapter: selected.adapter.clone(),
         num_params,
         batch_size: t.batch_size,
-        seq_len: task.seq_len(),
+        // In the model's tokens (a pretrained tokenizer's lengths vary: the longest of the batch).
+        seq_len: batch.iter().map(|e| e.tokens.len()).max().unwrap_or(0),
         ms_per_step,
         ms_per_eval: median(eval_times),
         eval_sequences: validation.len(),

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use skillit::config::{LossKind, RunConfig, TrainingConfig};
 use skillit::device::{select, DeviceKind};
 use skillit::model::{gpt_neo, Codec, Model, ModelConfig, ModelKind, TextCodec};
-use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
 use skillit::synthetic::Example;
+use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
 use skillit::train::{example_losses, train, Flow};
 
 fn fixture() -> PathBuf {
@@ -27,10 +28,9 @@ struct Reference {
 }
 
 fn references() -> Vec<Reference> {
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture().join("reference.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("reference.json")).unwrap())
+            .unwrap();
     let bytes = std::fs::read(fixture().join("reference.safetensors")).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     json["inputs"]
@@ -67,8 +67,7 @@ fn max_logit_error(dir: &Path) -> f32 {
     let mut worst = 0.0f32;
     for r in references() {
         let ids: Vec<i64> = r.ids.iter().map(|&i| i64::from(i)).collect();
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(ids, [1, r.ids.len()]), &device);
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, r.ids.len()]), &device);
         let logits = model.forward(tokens);
         assert_eq!(logits.dims(), [1, r.ids.len(), config.vocab_size]);
         let ours: Vec<f32> = logits.into_data().iter::<f32>().collect();
@@ -111,7 +110,10 @@ fn the_local_layer_sees_only_its_window() {
     assert_ne!(config, global);
     std::fs::write(dir.path().join("config.json"), global).unwrap();
     let err = max_logit_error(dir.path());
-    assert!(err > 1e-2, "global attention everywhere still matched (err {err})");
+    assert!(
+        err > 1e-2,
+        "global attention everywhere still matched (err {err})"
+    );
 }
 
 #[test]
@@ -194,7 +196,10 @@ fn a_few_steps_on_lego_lower_the_loss() {
     let out = tempfile::tempdir().unwrap();
     let config = neo_run(&fixture());
     let selected = select(DeviceKind::Flex).unwrap();
-    let manifest = train(&config, &selected, out.path(), None, &mut |_| Flow::Continue).unwrap();
+    let manifest = train(&config, &selected, out.path(), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
     let first = &manifest.evaluations[0];
     let last = manifest.evaluations.last().unwrap();
     assert_eq!(last.step, 40);
@@ -255,10 +260,18 @@ fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
     let answer = values(example_losses(&model, &refs, LossKind::Answer, &device));
     for (i, e) in examples.iter().enumerate() {
         let alone = skillit::train::score(&model, std::slice::from_ref(e), &device)[0];
-        assert!((alone - together[i]).abs() < 1e-5, "{alone} vs {}", together[i]);
+        assert!(
+            (alone - together[i]).abs() < 1e-5,
+            "{alone} vs {}",
+            together[i]
+        );
         assert!((alone as f32 - answer[i]).abs() < 1e-4);
         let full_alone = values(example_losses(&model, &[e], LossKind::Full, &device))[0];
-        assert!((full_alone - full[i]).abs() < 1e-5, "{full_alone} vs {}", full[i]);
+        assert!(
+            (full_alone - full[i]).abs() < 1e-5,
+            "{full_alone} vs {}",
+            full[i]
+        );
     }
 }
 
@@ -313,6 +326,55 @@ eta = 0.5
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     // 2 runs × 3 evaluations (steps 0, 10, 20) × 5 skills, and the header.
     assert_eq!(metrics.lines().count(), 1 + 2 * 3 * 5, "{metrics}");
+}
+
+#[test]
+fn random_init_draws_the_architecture_from_the_seed() {
+    let device = select(DeviceKind::Flex).unwrap().device;
+    let task = TaskSpec::Lego {
+        k: 5,
+        graph: LegoGraph::Chain,
+    }
+    .build()
+    .unwrap();
+    let config = |random_init| ModelConfig {
+        kind: ModelKind::GptNeo,
+        weights: Some(fixture()),
+        random_init,
+        ..ModelConfig::default()
+    };
+    let logits = |model: &Model| -> Vec<f32> {
+        let ids: Vec<i64> = references()[0].ids.iter().map(|&i| i64::from(i)).collect();
+        let n = ids.len();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+        model.forward(tokens).into_data().iter::<f32>().collect()
+    };
+    let build = |random_init, seed| {
+        config(random_init)
+            .build(task.vocab(), &mut stream_rng(seed, Purpose(99), 0), &device)
+            .unwrap()
+            .0
+    };
+    let pretrained = build(false, 0);
+    let (a, b, c) = (build(true, 0), build(true, 0), build(true, 1));
+    assert_eq!(a.num_params(), pretrained.num_params());
+    assert_eq!(logits(&a), logits(&b), "the same seed gives the same model");
+    assert_ne!(logits(&a), logits(&c));
+    assert_ne!(logits(&a), logits(&pretrained));
+    // Without a weights file the folder still gives the architecture.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
+    }
+    let bare = ModelConfig {
+        weights: Some(dir.path().to_path_buf()),
+        ..config(true)
+    };
+    bare.validate("test").unwrap();
+    let (model, _) = bare
+        .build(task.vocab(), &mut stream_rng(0, Purpose(99), 0), &device)
+        .unwrap();
+    assert_eq!(logits(&model), logits(&a));
 }
 
 fn skillit(args: &[&str]) -> std::process::Output {
@@ -373,7 +435,11 @@ fn a_wrong_or_missing_file_is_one_line() {
     assert!(run(dir.path()).contains("model.safetensors"));
     // A torn weights file.
     std::fs::write(dir.path().join("config.json"), &config).unwrap();
-    std::fs::write(dir.path().join("model.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
     assert!(run(dir.path()).contains("model.safetensors"));
     // Not a GPT-Neo.
     std::fs::copy(

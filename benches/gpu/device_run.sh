@@ -19,6 +19,8 @@ run() { echo "+ $*"; "$@"; }
   run $S bench --preset laptop --device flex --warmup 5 --steps 50 --evals 3
   run $S bench --preset paper --device flex --warmup 5 --steps 30 --evals 2
   run $S bench --config benches/gpt_neo_125m_shape.toml --device wgpu --warmup 5 --steps 20 --evals 2
+  run $S bench --config benches/gpt_neo_125m_ctx128.toml --device wgpu --warmup 3 --steps 20 --evals 2
+  run $S bench --config benches/gpt_neo_125m.toml --device wgpu --warmup 3 --steps 20 --evals 2
 } 2>&1 | tee "$out/bench.txt"
 for jobs in 1 4 8; do
   start=$(date +%s%N)

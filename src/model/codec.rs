@@ -17,7 +17,7 @@ pub enum Codec {
     /// The task's own ids, unchanged.
     Task,
     /// The task's text through a pretrained tokenizer.
-    Text(TextCodec),
+    Text(Box<TextCodec>),
 }
 
 impl std::fmt::Debug for Codec {

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
@@ -60,6 +60,13 @@ pub struct GptNeoConfig {
     pub attention_dropout: f64,
     #[serde(default = "default_tied")]
     pub tie_word_embeddings: bool,
+    /// The standard deviation of a fresh model's weights.
+    #[serde(default = "default_initializer_range")]
+    pub initializer_range: f64,
+}
+
+fn default_initializer_range() -> f64 {
+    0.02
 }
 
 fn default_activation() -> String {
@@ -120,9 +127,7 @@ impl GptNeoConfig {
             config.attention_layers = config
                 .attention_types
                 .iter()
-                .flat_map(|(pattern, times)| {
-                    std::iter::repeat_n(pattern.clone(), *times).flatten()
-                })
+                .flat_map(|(pattern, times)| std::iter::repeat_n(pattern.clone(), *times).flatten())
                 .collect();
         }
         for (field, v) in [
@@ -314,6 +319,39 @@ pub fn load(dir: &Path, device: &Device) -> Result<(GptNeo, GptNeoConfig)> {
     Ok((model, config))
 }
 
+/// The architecture of the snapshot folder `dir` (its config.json alone) with fresh weights from
+/// `rng`: every matrix and embedding N(0, initializer_range²), biases 0, LayerNorm γ = 1, β = 0, as
+/// `transformers` initialises GPT-Neo (drawn on the host, so a seed gives the same model on every
+/// backend).
+pub fn random(
+    dir: &Path,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    device: &Device,
+) -> Result<(GptNeo, GptNeoConfig)> {
+    let config = GptNeoConfig::read(dir)?;
+    let model = config.zeros(device).map(&mut NormalInit {
+        rng,
+        std: config.initializer_range,
+    });
+    Ok((model, config))
+}
+
+/// Draws every rank-2 parameter (matrices, embeddings) from N(0, std²).
+struct NormalInit<'a> {
+    rng: &'a mut rand_chacha::ChaCha8Rng,
+    std: f64,
+}
+
+impl ModuleMapper for NormalInit<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D == 2 {
+            super::normal_param(param, self.std, self.rng)
+        } else {
+            param
+        }
+    }
+}
+
 /// GPT-Neo's causal self-attention, global (`window` = 0) or local.
 #[derive(Module, Debug)]
 pub struct NeoSelfAttention {
@@ -330,7 +368,10 @@ impl NeoSelfAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, seq, d] = x.dims();
         let head_dim = d / self.n_heads;
-        let heads = |t: Tensor<3>| t.reshape([batch, seq, self.n_heads, head_dim]).swap_dims(1, 2);
+        let heads = |t: Tensor<3>| {
+            t.reshape([batch, seq, self.n_heads, head_dim])
+                .swap_dims(1, 2)
+        };
         let q = heads(self.q_proj.forward(x.clone()));
         let k = heads(self.k_proj.forward(x.clone()));
         let v = heads(self.v_proj.forward(x));

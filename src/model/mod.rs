@@ -36,9 +36,7 @@ pub use codec::{Codec, TextCodec};
 pub use gpt_neo::{GptNeo, GptNeoConfig};
 
 /// Which model a run trains.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// The small transformer, initialised from the run's seed (the shape fields below).
@@ -67,6 +65,12 @@ pub struct ModelConfig {
     /// pytorch_model.bin, tokenizer.json).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<PathBuf>,
+    /// gpt-neo only: the architecture of the folder's config.json with fresh weights drawn from
+    /// the run's seed (N(0, initializer_range²) for matrices and embeddings, as `transformers`
+    /// initialises them) instead of the pretrained ones: the paper's model trained from scratch,
+    /// or a speed measurement without the weights file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub random_init: bool,
     /// Width of the residual stream.
     pub d_model: usize,
     /// Transformer blocks.
@@ -86,6 +90,7 @@ impl Default for ModelConfig {
         Self {
             kind: ModelKind::Scratch,
             weights: None,
+            random_init: false,
             d_model: 128,
             n_layers: 2,
             n_heads: 4,
@@ -134,7 +139,9 @@ impl ModelConfig {
             // sweep before anything is written.
             (ModelKind::GptNeo, Some(dir)) => {
                 GptNeoConfig::read(dir)?;
-                gpt_neo::weights_file(dir)?;
+                if !self.random_init {
+                    gpt_neo::weights_file(dir)?;
+                }
                 let tokenizer = dir.join("tokenizer.json");
                 if !tokenizer.is_file() {
                     return Err(Error::Invalid {
@@ -149,6 +156,12 @@ impl ModelConfig {
                 "weights",
                 "a gpt-neo model needs the folder of its weights (config.json, \
                  model.safetensors or pytorch_model.bin, tokenizer.json)"
+                    .into(),
+            ),
+            (ModelKind::Scratch, _) if self.random_init => bad(
+                "random_init",
+                "only a pretrained model (kind = \"gpt-neo\") has weights to replace; the \
+                 scratch model is always drawn from the seed"
                     .into(),
             ),
             (ModelKind::Scratch, Some(_)) => bad(
@@ -171,15 +184,15 @@ impl ModelConfig {
     ) -> Result<(Model, Codec)> {
         match (self.kind, &self.weights) {
             (ModelKind::GptNeo, Some(dir)) => {
-                let (model, _) = gpt_neo::load(dir, device)?;
-                let codec =
-                    TextCodec::read(&dir.join("tokenizer.json"), vocab, model.context())?;
-                Ok((Model::GptNeo(model), Codec::Text(codec)))
+                let (model, _) = if self.random_init {
+                    gpt_neo::random(dir, rng, device)?
+                } else {
+                    gpt_neo::load(dir, device)?
+                };
+                let codec = TextCodec::read(&dir.join("tokenizer.json"), vocab, model.context())?;
+                Ok((Model::GptNeo(model), Codec::Text(Box::new(codec))))
             }
-            _ => Ok((
-                self.init(vocab.len(), rng, device),
-                Codec::Task,
-            )),
+            _ => Ok((self.init(vocab.len(), rng, device), Codec::Task)),
         }
     }
 
@@ -239,7 +252,7 @@ impl ModelConfig {
 }
 
 /// The parameter with its values replaced by N(0, std²) draws from `rng` (same shape, device, id).
-fn normal_param<const D: usize>(
+pub(crate) fn normal_param<const D: usize>(
     param: Param<Tensor<D>>,
     std: f64,
     rng: &mut rand_chacha::ChaCha8Rng,
@@ -253,8 +266,9 @@ fn normal_param<const D: usize>(
             })
             .collect();
         // `map` keeps the parameter's id and training state; the new value must be a gradient
-        // leaf again.
-        Tensor::from_data(TensorData::new(values, shape), &t.device()).require_grad()
+        // leaf again where the old one was (on an autodiff device).
+        let leaf = t.is_require_grad();
+        Tensor::from_data(TensorData::new(values, shape), &t.device()).set_require_grad(leaf)
     })
 }
 
