@@ -114,6 +114,10 @@ pub struct Manifest {
     /// What the method reports of itself at the end (e.g. DoReMi's averaged mixture); null for most.
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub method_state: serde_json::Value,
+    /// A pretrained model's weights, config and tokenizer, fingerprinted (absent for the scratch
+    /// model and for `random_init`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<crate::model::gpt_neo::WeightsRecord>,
 }
 
 /// What a rerun needs from a recorded run's manifest.json.
@@ -597,6 +601,10 @@ pub fn train(
     let device = selected.device.clone().autodiff();
     let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
     let (mut model, codec) = config.model.build(task.vocab(), &mut init_rng, &device)?;
+    let pretrained = match (&config.model.weights, config.model.random_init) {
+        (Some(dir), false) => Some(crate::model::gpt_neo::fingerprint(dir)?),
+        _ => None,
+    };
     // The validation set in the model's ids (the task's own for the scratch model).
     let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
     if let Some(path) = &config.init {
@@ -838,6 +846,7 @@ pub fn train(
         num_params,
         evaluations: recorder.history(),
         method_state: method.state(),
+        pretrained,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;

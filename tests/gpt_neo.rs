@@ -16,6 +16,9 @@ use skillit::synthetic::Example;
 use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
 use skillit::train::{example_losses, train, Flow};
 
+/// `sha256sum tests/data/gpt_neo_tiny/model.safetensors`.
+const SHA256_SAFETENSORS: &str = "7afc5a787649656ff0f217f912042147e01d651bfa1bd7ff5d054262b8f82657";
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpt_neo_tiny")
 }
@@ -254,6 +257,10 @@ fn a_few_steps_on_lego_lower_the_loss() {
     // The run is recorded as a gpt-neo run, and its weights are saved.
     let text = std::fs::read_to_string(out.path().join("manifest.json")).unwrap();
     assert!(text.contains("\"kind\": \"gpt-neo\""), "{text}");
+    // With the fingerprint of the weights it started from (sha256sum of the fixture's files).
+    let pretrained = &manifest.pretrained.as_ref().unwrap();
+    assert_eq!(pretrained.bytes, 150_624);
+    assert_eq!(pretrained.sha256, SHA256_SAFETENSORS);
     assert!(out.path().join("model.bpk").is_file());
 }
 

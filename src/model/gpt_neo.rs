@@ -279,6 +279,58 @@ pub fn weights_file(dir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// What identifies a pretrained model's weights in a run's manifest.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WeightsRecord {
+    /// The weights file read.
+    pub file: PathBuf,
+    pub bytes: u64,
+    /// SHA-256 of the weights file, hex.
+    pub sha256: String,
+    /// SHA-256 of config.json and of tokenizer.json, hex.
+    pub config_sha256: String,
+    pub tokenizer_sha256: String,
+}
+
+/// The fingerprint of the snapshot folder `dir`: its weights file, config.json and tokenizer.json.
+pub fn fingerprint(dir: &Path) -> Result<WeightsRecord> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let hash = |path: &Path| -> Result<(String, u64)> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buffer).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            bytes += n as u64;
+        }
+        let hex = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((hex, bytes))
+    };
+    let file = weights_file(dir)?;
+    let (sha256, bytes) = hash(&file)?;
+    Ok(WeightsRecord {
+        file,
+        bytes,
+        sha256,
+        config_sha256: hash(&dir.join("config.json"))?.0,
+        tokenizer_sha256: hash(&dir.join("tokenizer.json"))?.0,
+    })
+}
+
 /// The model of the snapshot folder `dir` on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(GptNeo, GptNeoConfig)> {
     let config = GptNeoConfig::read(dir)?;
