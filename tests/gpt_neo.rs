@@ -23,6 +23,15 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gpt_neo_tiny")
 }
 
+/// A temporary folder holding copies of some of the fixture's files.
+fn fixture_copy(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
 struct Reference {
     text: String,
     ids: Vec<u32>,
@@ -131,10 +140,7 @@ fn wgpu_gives_the_reference_logits() {
 
 #[test]
 fn pytorch_weights_give_the_reference_logits() {
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["config.json", "tokenizer.json", "pytorch_model.bin"] {
-        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
-    }
+    let dir = fixture_copy(&["config.json", "tokenizer.json", "pytorch_model.bin"]);
     let err = max_logit_error(dir.path());
     assert!(err <= 1e-4, "max |logit error| = {err}");
 }
@@ -143,10 +149,7 @@ fn pytorch_weights_give_the_reference_logits() {
 fn the_local_layer_sees_only_its_window() {
     // The fixture's second layer is local with window 7 and the inputs are ~36 tokens long: a
     // model whose local layer attended globally would miss the reference, so make one and check.
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["tokenizer.json", "model.safetensors"] {
-        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
-    }
+    let dir = fixture_copy(&["tokenizer.json", "model.safetensors"]);
     let config = std::fs::read_to_string(fixture().join("config.json")).unwrap();
     let global = config.replace("\"local\"", "\"global\"");
     assert_ne!(config, global);
@@ -408,10 +411,7 @@ fn random_init_draws_the_architecture_from_the_seed() {
     assert_ne!(logits(&a), logits(&c));
     assert_ne!(logits(&a), logits(&pretrained));
     // Without a weights file the folder still gives the architecture.
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["config.json", "tokenizer.json"] {
-        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
-    }
+    let dir = fixture_copy(&["config.json", "tokenizer.json"]);
     let bare = ModelConfig {
         weights: Some(dir.path().to_path_buf()),
         ..config(true)
@@ -461,10 +461,7 @@ fn a_wrong_or_missing_file_is_one_line() {
     let missing = out.path().join("nowhere");
     assert!(run(&missing).contains("huggingface-cli download"));
     // A folder without weights.
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["config.json", "tokenizer.json"] {
-        std::fs::copy(fixture().join(name), dir.path().join(name)).unwrap();
-    }
+    let dir = fixture_copy(&["config.json", "tokenizer.json"]);
     assert!(run(dir.path()).contains("neither model.safetensors nor pytorch_model.bin"));
     // Weights of another shape than config.json says.
     std::fs::copy(
