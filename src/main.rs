@@ -449,6 +449,26 @@ fn base_config(
     Ok((run, task_name))
 }
 
+/// The model flags of `train` and `bench` over the config: `--model`, then `--weights` (which
+/// implies gpt-neo unless `--model` says otherwise) and `--random-init`.
+fn set_model(
+    run: &mut RunConfig,
+    kind: Option<skillit::model::ModelKind>,
+    weights: Option<PathBuf>,
+    random_init: bool,
+) {
+    if let Some(kind) = kind {
+        run.model.kind = kind;
+    }
+    if let Some(dir) = weights {
+        if kind.is_none() {
+            run.model.kind = skillit::model::ModelKind::GptNeo;
+        }
+        run.model.weights = Some(dir);
+    }
+    run.model.random_init |= random_init;
+}
+
 fn run(cli: Cli) -> skillit::Result<()> {
     match cli.command {
         Command::Generate {
@@ -530,16 +550,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             random_init,
         } => {
             let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
-            if let Some(kind) = model {
-                run.model.kind = kind;
-            }
-            if let Some(dir) = weights {
-                if model.is_none() {
-                    run.model.kind = skillit::model::ModelKind::GptNeo;
-                }
-                run.model.weights = Some(dir);
-            }
-            run.model.random_init |= random_init;
+            set_model(&mut run, model, weights, random_init);
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
                 run.method = MethodSpec::from_name(&m, k, task_name)?;
@@ -762,11 +773,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             random_init,
         } => {
             let (mut run, _) = base_config(task, preset, config.as_deref())?;
-            if let Some(dir) = weights {
-                run.model.kind = skillit::model::ModelKind::GptNeo;
-                run.model.weights = Some(dir);
-            }
-            run.model.random_init |= random_init;
+            set_model(&mut run, None, weights, random_init);
             if let Some(b) = batch_size {
                 run.training.batch_size = b;
             }

@@ -640,11 +640,7 @@ pub fn train(
         for (skill, &c) in counts.iter().enumerate() {
             pool.extend(stream.take(skill + 1, c)?);
         }
-        let losses = score(
-            &model.valid(),
-            &codec.encode(pool.clone())?,
-            &selected.device,
-        );
+        let losses = score(&model.valid(), &codec.encoded(&pool)?, &selected.device);
         method.set_pool(ScoredPool {
             skills: pool.iter().map(|e| e.skill).collect(),
             losses,

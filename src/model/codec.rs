@@ -4,6 +4,7 @@
 //! Examples keep their skill; only `tokens` and `answer_pos` change, so evaluation and loss are
 //! the same for both.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use skillit_synthetic::{Example, Vocab};
@@ -35,6 +36,18 @@ impl Codec {
         match self {
             Codec::Task => Ok(examples),
             Codec::Text(c) => examples.iter().map(|e| c.encode(e)).collect(),
+        }
+    }
+
+    /// [`Codec::encode`] of borrowed examples: the task's own ids are lent back, not copied.
+    pub fn encoded<'a>(&self, examples: &'a [Example]) -> Result<Cow<'a, [Example]>> {
+        match self {
+            Codec::Task => Ok(Cow::Borrowed(examples)),
+            Codec::Text(c) => examples
+                .iter()
+                .map(|e| c.encode(e))
+                .collect::<Result<Vec<_>>>()
+                .map(Cow::Owned),
         }
     }
 }

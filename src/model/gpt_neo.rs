@@ -21,7 +21,9 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
+use burn::store::{
+    ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use burn::tensor::activation::gelu_approximate;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -33,6 +35,9 @@ use crate::{Error, Result};
 /// The fields of a Hugging Face GPT-Neo `config.json` that shape the model (others are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct GptNeoConfig {
+    /// `gpt_neo` for a GPT-Neo checkpoint (checked when present).
+    #[serde(default)]
+    pub model_type: Option<String>,
     pub vocab_size: usize,
     pub max_position_embeddings: usize,
     pub hidden_size: usize,
@@ -113,15 +118,11 @@ impl GptNeoConfig {
             field: field.into(),
             message,
         };
-        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(kind) = value.get("model_type").and_then(|v| v.as_str()) {
-                if kind != "gpt_neo" {
-                    return Err(bad(
-                        "model_type",
-                        format!("is '{kind}'; skillit loads 'gpt_neo' checkpoints"),
-                    ));
-                }
-            }
+        if let Some(kind) = config.model_type.as_deref().filter(|k| *k != "gpt_neo") {
+            return Err(bad(
+                "model_type",
+                format!("is '{kind}'; skillit loads 'gpt_neo' checkpoints"),
+            ));
         }
         if config.attention_layers.is_empty() {
             config.attention_layers = config
@@ -344,21 +345,23 @@ pub fn load(dir: &Path, device: &Device) -> Result<(GptNeo, GptNeoConfig)> {
     // `GPTNeoForCausalLM` saves `transformer.*` (and a tied `lm_head.weight`); `GPTNeoModel`
     // saves the same names without the prefix.
     let result = if path.extension().is_some_and(|e| e == "safetensors") {
-        let mut store = SafetensorsStore::from_file(&path)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .with_key_remapping(r"^transformer\.", "")
-            .allow_partial(true);
-        model
-            .load_from(&mut store)
-            .map_err(|e| fail(format!("cannot be read: {e}")))?
+        load_into(
+            &mut model,
+            SafetensorsStore::from_file(&path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .with_key_remapping(r"^transformer\.", "")
+                .allow_partial(true),
+        )
     } else {
-        let mut store = PytorchStore::from_file(&path)
-            .with_key_remapping(r"^transformer\.", "")
-            .allow_partial(true);
-        model
-            .load_from(&mut store)
-            .map_err(|e| fail(format!("cannot be read: {e}")))?
-    };
+        // The PyTorch store applies the PyTorch → burn adapter itself.
+        load_into(
+            &mut model,
+            PytorchStore::from_file(&path)
+                .with_key_remapping(r"^transformer\.", "")
+                .allow_partial(true),
+        )
+    }
+    .map_err(|e| fail(format!("cannot be read: {e}")))?;
     if let Some(e) = result.errors.first() {
         return Err(fail(format!("does not fit config.json: {e}")));
     }
@@ -369,6 +372,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<(GptNeo, GptNeoConfig)> {
         )));
     }
     Ok((model, config))
+}
+
+/// Applies the tensors of `store` to `model`; the store's error as text.
+fn load_into<S: ModuleStore>(
+    model: &mut GptNeo,
+    mut store: S,
+) -> std::result::Result<ApplyResult, String> {
+    model.load_from(&mut store).map_err(|e| e.to_string())
 }
 
 /// The architecture of the snapshot folder `dir` (its config.json alone) with fresh weights from
