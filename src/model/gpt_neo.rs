@@ -525,9 +525,18 @@ impl GptNeo {
     }
 
     /// Logits `[batch, seq, vocab]` of hidden states: the tied head, h · wteᵀ.
+    ///
+    /// One 2-D product over the batch's rows: a batched product with `wteᵀ` broadcast over the
+    /// batch would give the embedding a gradient of `[batch, width, vocab]` before summing it
+    /// (4.9 GB for GPT-Neo-125M at batch 32, more than one wgpu buffer may hold).
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let weight = self.wte.weight.val().transpose().unsqueeze::<3>();
-        hidden.matmul(weight)
+        let [batch, seq, width] = hidden.dims();
+        let weight = self.wte.weight.val().transpose();
+        let vocab = weight.dims()[1];
+        hidden
+            .reshape([batch * seq, width])
+            .matmul(weight)
+            .reshape([batch, seq, vocab])
     }
 
     /// The longest sequence the position embedding covers.
