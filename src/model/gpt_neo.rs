@@ -25,7 +25,7 @@ use burn::store::{
     ApplyResult, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use burn::tensor::activation::gelu_approximate;
-use burn::tensor::module::attention;
+use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::Deserialize;
@@ -296,7 +296,6 @@ pub struct WeightsRecord {
 /// The fingerprint of the snapshot folder `dir`: its weights file, config.json and tokenizer.json.
 pub fn fingerprint(dir: &Path) -> Result<WeightsRecord> {
     use sha2::{Digest, Sha256};
-    use std::io::Read;
     let hash = |path: &Path| -> Result<(String, u64)> {
         let io = |source| Error::Io {
             path: path.to_path_buf(),
@@ -304,16 +303,7 @@ pub fn fingerprint(dir: &Path) -> Result<WeightsRecord> {
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
         let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = file.read(&mut buffer).map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            bytes += n as u64;
-        }
+        let bytes = std::io::copy(&mut file, &mut hasher).map_err(io)?;
         let hex = hasher
             .finalize()
             .iter()
@@ -526,17 +516,12 @@ impl GptNeo {
 
     /// Logits `[batch, seq, vocab]` of hidden states: the tied head, h · wteᵀ.
     ///
-    /// One 2-D product over the batch's rows: a batched product with `wteᵀ` broadcast over the
-    /// batch would give the embedding a gradient of `[batch, width, vocab]` before summing it
-    /// (4.9 GB for GPT-Neo-125M at batch 32, more than one wgpu buffer may hold).
+    /// Through burn's `linear`, as every other layer: its backward sums the weight's gradient over
+    /// the batch in one product, where a batched `matmul` with `wteᵀ` broadcast over the batch
+    /// would first make a `[batch, width, vocab]` gradient (4.9 GB for GPT-Neo-125M at batch 32,
+    /// more than one wgpu buffer may hold).
     pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
-        let [batch, seq, width] = hidden.dims();
-        let weight = self.wte.weight.val().transpose();
-        let vocab = weight.dims()[1];
-        hidden
-            .reshape([batch * seq, width])
-            .matmul(weight)
-            .reshape([batch, seq, vocab])
+        linear(hidden, self.wte.weight.val().transpose(), None)
     }
 
     /// The longest sequence the position embedding covers.
