@@ -39,6 +39,8 @@ fn bench_methods(c: &mut Criterion) {
         losses: (0..n)
             .map(|i| ((i * 7919) % 1000) as f64 / 1000.0)
             .collect(),
+        answers: (0..n).map(|i| (i % 10) as u32).collect(),
+        rng: SeedableRng::seed_from_u64(0),
     };
     let mut group = c.benchmark_group("method_update");
     // `random` is `fixed` with the paper's weights; target_only needs fine-tuning's target.

@@ -32,6 +32,7 @@ pub const BURN_VERSION: &str = "0.22.1";
 /// Random streams of the training loop, beside the task crate's (validation, train).
 const PURPOSE_INIT: Purpose = Purpose(Purpose::FIRST_FREE);
 const PURPOSE_SHUFFLE: Purpose = Purpose(Purpose::FIRST_FREE + 1);
+const PURPOSE_POOL_ORDER: Purpose = Purpose(Purpose::FIRST_FREE + 2);
 
 /// What the loop reports to its caller (the CLI draws a progress bar from it).
 #[derive(Debug, Clone, Copy)]
@@ -644,6 +645,8 @@ pub fn train(
         method.set_pool(ScoredPool {
             skills: pool.iter().map(|e| e.skill).collect(),
             losses,
+            answers: pool.iter().map(Example::answer_token).collect(),
+            rng: stream_rng(config.seed, PURPOSE_POOL_ORDER, 0),
         });
     }
 

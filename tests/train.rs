@@ -403,6 +403,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         "stratified",
         "skill_it",
         "curriculum",
+        "class_curriculum",
         "skill_anticurriculum",
         "aioli",
         "doremi",

@@ -3,27 +3,54 @@
 //! (curriculum) or descending (anticurriculum), and in round r (1-based) draw the round's n examples
 //! uniformly without replacement from the first r·n of the sorted pool (linear pacing: the pool
 //! holds the whole budget, so the last round may draw from all of it).
+//!
+//! Two controls of ours share the pacing and change only the order, to find out why the curricula
+//! teach addition from scratch where every skill-level method stays at chance (results/README.md):
+//! `class_curriculum` groups the pool by answer token, the groups in a seeded random order (early
+//! rounds hold few answer classes, as the curricula's do when the random model's loss depends mostly
+//! on the answer), and `paced_random` puts the pool in a seeded random order (the pacing, and its
+//! repetition of early examples, without any order).
 
-use rand::seq::index;
+use std::collections::BTreeMap;
+
+use rand::seq::{index, SliceRandom};
 
 use super::{MixtureMethod, Observation, Plan, ScoredPool};
+
+/// How the pool is ordered before the pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolOrder {
+    /// By the initial model's answer loss, lowest first (`curriculum`).
+    Loss,
+    /// Highest first (`anticurriculum`).
+    LossDescending,
+    /// Grouped by answer token, the groups in a random order (`class_curriculum`).
+    AnswerClass,
+    /// A random order (`paced_random`).
+    Random,
+}
 
 /// Example-level curriculum over a scored pool.
 #[derive(Debug, Clone)]
 pub struct Curriculum {
-    descending: bool,
-    /// Pool indices, easiest first (curriculum) or hardest first (anticurriculum).
+    by: PoolOrder,
+    /// Pool indices in the order the pacing admits them.
     order: Vec<usize>,
     skills: Vec<usize>,
+    answers: Vec<u32>,
+    /// Each round's examples counted by answer token (the manifest's `method_state`: what each
+    /// round trained on). A resumed run rebuilds it as it replays the plans of the rounds before.
+    drawn: Vec<BTreeMap<u32, usize>>,
 }
 
 impl Curriculum {
-    /// `descending`: anticurriculum.
-    pub fn new(descending: bool) -> Self {
+    pub fn new(by: PoolOrder) -> Self {
         Self {
-            descending,
+            by,
             order: Vec::new(),
             skills: Vec::new(),
+            answers: Vec::new(),
+            drawn: Vec::new(),
         }
     }
 
@@ -36,10 +63,11 @@ impl Curriculum {
 
 impl MixtureMethod for Curriculum {
     fn name(&self) -> &'static str {
-        if self.descending {
-            "anticurriculum"
-        } else {
-            "curriculum"
+        match self.by {
+            PoolOrder::Loss => "curriculum",
+            PoolOrder::LossDescending => "anticurriculum",
+            PoolOrder::AnswerClass => "class_curriculum",
+            PoolOrder::Random => "paced_random",
         }
     }
 
@@ -61,14 +89,36 @@ impl MixtureMethod for Curriculum {
     }
 
     fn set_pool(&mut self, pool: ScoredPool) {
-        let mut order: Vec<usize> = (0..pool.losses.len()).collect();
-        // Stable sort: ties keep pool order, so the order is deterministic.
-        order.sort_by(|&a, &b| pool.losses[a].total_cmp(&pool.losses[b]));
-        if self.descending {
-            order.reverse();
+        let ScoredPool {
+            skills,
+            losses,
+            answers,
+            mut rng,
+        } = pool;
+        let mut order: Vec<usize> = (0..skills.len()).collect();
+        // Stable sorts: ties keep pool order, so the order is deterministic.
+        match self.by {
+            PoolOrder::Loss => order.sort_by(|&a, &b| losses[a].total_cmp(&losses[b])),
+            PoolOrder::LossDescending => {
+                order.sort_by(|&a, &b| losses[a].total_cmp(&losses[b]));
+                order.reverse();
+            }
+            PoolOrder::AnswerClass => {
+                // A random order within each class (the pool is grouped by skill), then the
+                // classes in a random order.
+                order.shuffle(&mut rng);
+                let mut classes: Vec<u32> = answers.clone();
+                classes.sort_unstable();
+                classes.dedup();
+                classes.shuffle(&mut rng);
+                let rank = |a: u32| classes.iter().position(|&c| c == a);
+                order.sort_by_key(|&i| rank(answers[i]));
+            }
+            PoolOrder::Random => order.shuffle(&mut rng),
         }
         self.order = order;
-        self.skills = pool.skills;
+        self.skills = skills;
+        self.answers = answers;
     }
 
     fn plan(
@@ -79,12 +129,21 @@ impl MixtureMethod for Curriculum {
     ) -> Plan {
         let eligible = self.eligible(observation.round, n);
         let take = n.min(eligible.len());
-        Plan::Pool(
-            index::sample(rng, eligible.len(), take)
-                .into_iter()
-                .map(|i| eligible[i])
-                .collect(),
-        )
+        let picked: Vec<usize> = index::sample(rng, eligible.len(), take)
+            .into_iter()
+            .map(|i| eligible[i])
+            .collect();
+        let mut counts = BTreeMap::new();
+        for &i in &picked {
+            *counts.entry(self.answers[i]).or_insert(0) += 1;
+        }
+        self.drawn.truncate(observation.round);
+        self.drawn.push(counts);
+        Plan::Pool(picked)
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "answers_drawn": self.drawn })
     }
 }
 
@@ -101,30 +160,21 @@ mod tests {
         let pool = ScoredPool {
             skills: vec![1, 1, 2, 2, 3, 3],
             losses: vec![0.9, 0.1, 0.5, 0.3, 0.7, 0.2],
+            answers: vec![0; 6],
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(0),
         };
-        let mut c = Curriculum::new(false);
+        let mut c = Curriculum::new(PoolOrder::Loss);
         c.set_pool(pool.clone());
         assert_eq!(c.eligible(0, 2), &[1, 5]);
         assert_eq!(c.eligible(1, 2), &[1, 5, 3, 2]);
         assert_eq!(c.eligible(2, 2), &[1, 5, 3, 2, 4, 0]);
-        let mut a = Curriculum::new(true);
+        let mut a = Curriculum::new(PoolOrder::LossDescending);
         a.set_pool(pool);
         assert_eq!(
             a.eligible(0, 2),
             &[0, 4],
             "anticurriculum starts from the hardest"
         );
-        let obs = |round| Observation {
-            step: 0,
-            round,
-            num_skills: 3,
-            train_skills: &[1, 2, 3],
-            steps_per_round: 1,
-            total_steps: 1000,
-            batch_size: 32,
-            evaluations: &[],
-            train_losses: &[],
-        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         for round in 0..3 {
             let Plan::Pool(picked) = c.plan(&obs(round), 2, &mut rng) else {
@@ -140,5 +190,97 @@ mod tests {
         };
         first.sort();
         assert_eq!(first, vec![1, 5]);
+    }
+
+    fn obs(round: usize) -> Observation<'static> {
+        Observation {
+            step: 0,
+            round,
+            num_skills: 3,
+            train_skills: &[1, 2, 3],
+            steps_per_round: 1,
+            total_steps: 1000,
+            batch_size: 32,
+            evaluations: &[],
+            train_losses: &[],
+        }
+    }
+
+    /// A pool of 12 examples, 4 per skill, whose answers are 7, 3 and 5, four times each.
+    fn class_pool(seed: u64) -> ScoredPool {
+        ScoredPool {
+            skills: vec![1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3],
+            losses: vec![0.5; 12],
+            answers: vec![7, 3, 5, 7, 3, 5, 7, 3, 5, 7, 3, 5],
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    #[test]
+    fn class_curriculum_admits_one_answer_class_at_a_time() {
+        // Rounds of n = 4 over 12 examples with 3 answers × 4: round 1 may draw only from the
+        // 4 examples of the first class, round 2 from those of two classes (8), round 3 from all.
+        let pool = class_pool(1);
+        let answers = pool.answers.clone();
+        let mut c = Curriculum::new(PoolOrder::AnswerClass);
+        c.set_pool(pool);
+        let classes = |round| {
+            let mut a: Vec<u32> = c.eligible(round, 4).iter().map(|&i| answers[i]).collect();
+            a.sort_unstable();
+            a.dedup();
+            a
+        };
+        assert_eq!(classes(0).len(), 1, "round 1 holds one answer class");
+        assert_eq!(c.eligible(0, 4).len(), 4);
+        assert_eq!(classes(1).len(), 2);
+        assert!(
+            classes(1).contains(&classes(0)[0]),
+            "the rounds' sets are nested"
+        );
+        assert_eq!(classes(2), vec![3, 5, 7]);
+        // What each round drew is recorded by answer token: round 1 took the first class's four.
+        let first_class = classes(0)[0].to_string();
+        let Plan::Pool(_) = c.plan(&obs(0), 4, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            c.state(),
+            serde_json::json!({ "answers_drawn": [{ first_class: 4 }] })
+        );
+        // The class order comes from the pool's stream: some seed puts another class first.
+        let first = |seed| {
+            let mut c = Curriculum::new(PoolOrder::AnswerClass);
+            c.set_pool(class_pool(seed));
+            answers[c.eligible(0, 4)[0]]
+        };
+        assert_eq!(first(1), first(1), "the same seed gives the same order");
+        assert!((0..20).any(|seed| first(seed) != first(1)));
+    }
+
+    #[test]
+    fn paced_random_admits_a_random_prefix_of_every_class() {
+        // The same pacing over a shuffled pool: every example is admitted once, and a seed's order
+        // is not the pool's own (skill-grouped) order.
+        let mut c = Curriculum::new(PoolOrder::Random);
+        c.set_pool(class_pool(3));
+        let mut all = c.eligible(2, 4).to_vec();
+        assert_ne!(all, (0..12).collect::<Vec<_>>(), "shuffled");
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..12).collect::<Vec<_>>(),
+            "a permutation of the pool"
+        );
+        assert_eq!(c.name(), "paced_random");
+        let Plan::Pool(picked) = c.plan(&obs(0), 4, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
+        else {
+            unreachable!()
+        };
+        let mut picked = picked;
+        picked.sort_unstable();
+        let mut first = c.eligible(0, 4).to_vec();
+        first.sort_unstable();
+        assert_eq!(picked, first, "round 1 takes its whole eligible prefix");
     }
 }

@@ -16,7 +16,7 @@ mod stratified;
 mod target_only;
 
 pub use aioli::{Aioli, AioliConfig};
-pub use curriculum::Curriculum;
+pub use curriculum::{Curriculum, PoolOrder};
 pub use doremi::{Doremi, DoremiConfig};
 pub use fixed::Fixed;
 pub use odm::{Odm, OdmConfig};
@@ -83,6 +83,10 @@ pub struct ScoredPool {
     pub skills: Vec<usize>,
     /// Each example's answer-token cross-entropy under the initial model (nats).
     pub losses: Vec<f64>,
+    /// Each example's answer token (an id of the task's vocabulary).
+    pub answers: Vec<u32>,
+    /// The run's own stream for any random order a method puts on the pool (the same on resume).
+    pub rng: rand_chacha::ChaCha8Rng,
 }
 
 /// A way of choosing the training data mixture.
@@ -185,6 +189,11 @@ pub enum MethodSpec {
     Curriculum,
     /// The same from the highest initial loss down.
     Anticurriculum,
+    /// The same pacing over the pool grouped by answer token, the groups in a seeded random order
+    /// (no model scores it): early rounds hold few answer classes.
+    ClassCurriculum,
+    /// The same pacing over the pool in a seeded random order: the pacing without any ordering.
+    PacedRandom,
     /// Skills one after the other from the lowest mean initial loss, then the whole pool.
     SkillCurriculum {
         #[serde(flatten)]
@@ -235,7 +244,7 @@ impl GraphSource {
 }
 
 /// The method names the registry knows, for error messages.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 16] = [
     "stratified",
     "fixed",
     "random",
@@ -245,6 +254,8 @@ pub const NAMES: [&str; 14] = [
     "target_only",
     "curriculum",
     "anticurriculum",
+    "class_curriculum",
+    "paced_random",
     "skill_curriculum",
     "skill_anticurriculum",
     "aioli",
@@ -274,6 +285,8 @@ impl MethodSpec {
             "target_only" => Ok(MethodSpec::TargetOnly),
             "curriculum" => Ok(MethodSpec::Curriculum),
             "anticurriculum" => Ok(MethodSpec::Anticurriculum),
+            "class_curriculum" => Ok(MethodSpec::ClassCurriculum),
+            "paced_random" => Ok(MethodSpec::PacedRandom),
             "skill_curriculum" => Ok(MethodSpec::SkillCurriculum {
                 config: SkillCurriculumConfig::default(),
             }),
@@ -483,8 +496,10 @@ impl MethodSpec {
                     })
                 }
             },
-            MethodSpec::Curriculum => Box::new(Curriculum::new(false)),
-            MethodSpec::Anticurriculum => Box::new(Curriculum::new(true)),
+            MethodSpec::Curriculum => Box::new(Curriculum::new(PoolOrder::Loss)),
+            MethodSpec::Anticurriculum => Box::new(Curriculum::new(PoolOrder::LossDescending)),
+            MethodSpec::ClassCurriculum => Box::new(Curriculum::new(PoolOrder::AnswerClass)),
+            MethodSpec::PacedRandom => Box::new(Curriculum::new(PoolOrder::Random)),
             MethodSpec::SkillCurriculum { config } => {
                 Box::new(SkillCurriculum::new(false, config.clone()))
             }

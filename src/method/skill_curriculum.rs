@@ -193,6 +193,8 @@ mod tests {
                 .chain(vec![0.2; 4])
                 .chain(vec![0.4; 4])
                 .collect(),
+            answers: vec![0; 12],
+            rng: rand::SeedableRng::seed_from_u64(0),
         }
     }
 
