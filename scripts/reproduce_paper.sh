@@ -7,13 +7,13 @@
 #
 # Every sweep is resumable: killed at any point, the same command continues where it stopped
 # (finished runs are kept, unfinished ones resume from their last round). On the 2-core development
-# machine the whole set is about 195 runs of 6,000 steps, some 10 hours with --jobs 2.
+# machine the whole set is about 205 runs of 6,000 steps, some 10 hours with --jobs 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 skillit=(cargo run --quiet --)
 [ -n "${SKILLIT:-}" ] && skillit=("$SKILLIT")
-for name in lego_pretrain addition_pretrain ordered_skills lego_finetune addition_finetune \
-    lego_ablations lego_graphs; do
+for name in lego_pretrain addition_pretrain ordered_skills addition_ordered_skills lego_finetune \
+    addition_finetune lego_ablations lego_graphs; do
     echo "== $name" >&2
     "${skillit[@]}" sweep "sweeps/$name.toml" --out "results/$name" "$@"
     "${skillit[@]}" report "results/$name"
