@@ -632,7 +632,7 @@ pub fn train(
     let mut last_checkpoint: u64 = 0;
 
     // The example-level curricula choose from a stratified pool of the whole budget, scored by
-    // the initial model.
+    // the initial model where they order it by that score.
     let mut pool: Vec<Example> = Vec::new();
     if method.wants_pool() {
         let uniform = vec![1.0 / train_skills.len() as f64; train_skills.len()];
@@ -641,7 +641,11 @@ pub fn train(
         for (skill, &c) in counts.iter().enumerate() {
             pool.extend(stream.take(skill + 1, c)?);
         }
-        let losses = score(&model.valid(), &codec.encoded(&pool)?, &selected.device);
+        let losses = if method.scores_pool() {
+            score(&model.valid(), &codec.encoded(&pool)?, &selected.device)
+        } else {
+            Vec::new()
+        };
         method.set_pool(ScoredPool {
             skills: pool.iter().map(|e| e.skill).collect(),
             losses,

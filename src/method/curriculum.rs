@@ -88,6 +88,10 @@ impl MixtureMethod for Curriculum {
         true
     }
 
+    fn scores_pool(&self) -> bool {
+        matches!(self.by, PoolOrder::Loss | PoolOrder::LossDescending)
+    }
+
     fn set_pool(&mut self, pool: ScoredPool) {
         let ScoredPool {
             skills,
@@ -273,6 +277,12 @@ mod tests {
             "a permutation of the pool"
         );
         assert_eq!(c.name(), "paced_random");
+        assert!(
+            !c.scores_pool(),
+            "the controls order the pool without the model's scores"
+        );
+        assert!(!Curriculum::new(PoolOrder::AnswerClass).scores_pool());
+        assert!(Curriculum::new(PoolOrder::Loss).scores_pool());
         let Plan::Pool(picked) = c.plan(&obs(0), 4, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
         else {
             unreachable!()

@@ -81,7 +81,8 @@ pub enum Plan {
 pub struct ScoredPool {
     /// Each example's skill (1-based).
     pub skills: Vec<usize>,
-    /// Each example's answer-token cross-entropy under the initial model (nats).
+    /// Each example's answer-token cross-entropy under the initial model (nats); empty for a
+    /// method that does not [`MixtureMethod::scores_pool`].
     pub losses: Vec<f64>,
     /// Each example's answer token (an id of the task's vocabulary).
     pub answers: Vec<u32>,
@@ -121,6 +122,12 @@ pub trait MixtureMethod: Send {
     /// Whether the method needs the scored pool ([`MixtureMethod::set_pool`]) before round 0.
     fn wants_pool(&self) -> bool {
         false
+    }
+
+    /// Whether the pool needs the initial model's scores; without them
+    /// [`ScoredPool::losses`] is empty and the loop skips scoring the pool.
+    fn scores_pool(&self) -> bool {
+        true
     }
 
     /// Receives the scored pool.
