@@ -14,8 +14,25 @@
 use std::collections::BTreeMap;
 
 use rand::seq::{index, SliceRandom};
+use serde::{Deserialize, Serialize};
 
 use super::{MixtureMethod, Observation, Plan, ScoredPool};
+
+/// The pacing's parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacingConfig {
+    /// The fraction of the budget over which the admitted part of the pool grows to all of it
+    /// (1: the authors' linear pacing over the whole run). With `ramp` = 0.2, the first fifth of
+    /// the rounds admit the pool step by step and the later ones draw from all of it.
+    pub ramp: f64,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        Self { ramp: 1.0 }
+    }
+}
 
 /// How the pool is ordered before the pacing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +51,7 @@ pub enum PoolOrder {
 #[derive(Debug, Clone)]
 pub struct Curriculum {
     by: PoolOrder,
+    pacing: PacingConfig,
     /// Pool indices in the order the pacing admits them.
     order: Vec<usize>,
     skills: Vec<usize>,
@@ -47,6 +65,7 @@ impl Curriculum {
     pub fn new(by: PoolOrder) -> Self {
         Self {
             by,
+            pacing: PacingConfig::default(),
             order: Vec::new(),
             skills: Vec::new(),
             answers: Vec::new(),
@@ -54,10 +73,16 @@ impl Curriculum {
         }
     }
 
-    /// The pool indices round `round` (0-based) may draw from, when rounds hold `n` examples.
+    pub fn with_pacing(mut self, pacing: PacingConfig) -> Self {
+        self.pacing = pacing;
+        self
+    }
+
+    /// The pool indices round `round` (0-based) may draw from, when rounds hold `n` examples:
+    /// the first (round + 1)·n / ramp of the ordered pool.
     pub fn eligible(&self, round: usize, n: usize) -> &[usize] {
-        let size = ((round + 1) * n).min(self.order.len());
-        &self.order[..size]
+        let size = (((round + 1) * n) as f64 / self.pacing.ramp).round() as usize;
+        &self.order[..size.min(self.order.len())]
     }
 }
 
@@ -72,7 +97,11 @@ impl MixtureMethod for Curriculum {
     }
 
     fn params(&self) -> String {
-        "pacing=linear".into()
+        if self.pacing == PacingConfig::default() {
+            "pacing=linear".into()
+        } else {
+            format!("pacing=linear,ramp={}", self.pacing.ramp)
+        }
     }
 
     /// The skill proportions of the whole pool (what the rounds draw from in the end).
@@ -194,6 +223,26 @@ mod tests {
         };
         first.sort();
         assert_eq!(first, vec![1, 5]);
+    }
+
+    #[test]
+    fn a_short_ramp_admits_the_whole_pool_early() {
+        // 12 examples, rounds of n = 2, ramp 0.5: round r (0-based) admits (r + 1)·2 / 0.5 =
+        // 4, 8, 12 examples, then all 12 in every later round; the default ramp 1 admits 2, 4, 6.
+        let mut c = Curriculum::new(PoolOrder::Random).with_pacing(PacingConfig { ramp: 0.5 });
+        c.set_pool(class_pool(0));
+        let sizes: Vec<usize> = (0..5).map(|r| c.eligible(r, 2).len()).collect();
+        assert_eq!(sizes, vec![4, 8, 12, 12, 12]);
+        assert_eq!(c.params(), "pacing=linear,ramp=0.5");
+        let mut d = Curriculum::new(PoolOrder::Random);
+        d.set_pool(class_pool(0));
+        let sizes: Vec<usize> = (0..3).map(|r| d.eligible(r, 2).len()).collect();
+        assert_eq!(sizes, vec![2, 4, 6]);
+        assert_eq!(
+            d.params(),
+            "pacing=linear",
+            "the default keeps the committed run ids"
+        );
     }
 
     fn obs(round: usize) -> Observation<'static> {

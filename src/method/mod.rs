@@ -16,7 +16,7 @@ mod stratified;
 mod target_only;
 
 pub use aioli::{Aioli, AioliConfig};
-pub use curriculum::{Curriculum, PoolOrder};
+pub use curriculum::{Curriculum, PacingConfig, PoolOrder};
 pub use doremi::{Doremi, DoremiConfig};
 pub use fixed::Fixed;
 pub use odm::{Odm, OdmConfig};
@@ -193,14 +193,26 @@ pub enum MethodSpec {
     /// Only the target skill (fine-tuning).
     TargetOnly,
     /// Examples of the pool from the lowest initial loss up, linear pacing over the rounds.
-    Curriculum,
+    Curriculum {
+        #[serde(flatten)]
+        config: PacingConfig,
+    },
     /// The same from the highest initial loss down.
-    Anticurriculum,
+    Anticurriculum {
+        #[serde(flatten)]
+        config: PacingConfig,
+    },
     /// The same pacing over the pool grouped by answer token, the groups in a seeded random order
     /// (no model scores it): early rounds hold few answer classes.
-    ClassCurriculum,
+    ClassCurriculum {
+        #[serde(flatten)]
+        config: PacingConfig,
+    },
     /// The same pacing over the pool in a seeded random order: the pacing without any ordering.
-    PacedRandom,
+    PacedRandom {
+        #[serde(flatten)]
+        config: PacingConfig,
+    },
     /// Skills one after the other from the lowest mean initial loss, then the whole pool.
     SkillCurriculum {
         #[serde(flatten)]
@@ -290,10 +302,18 @@ impl MethodSpec {
                 graph: None,
             }),
             "target_only" => Ok(MethodSpec::TargetOnly),
-            "curriculum" => Ok(MethodSpec::Curriculum),
-            "anticurriculum" => Ok(MethodSpec::Anticurriculum),
-            "class_curriculum" => Ok(MethodSpec::ClassCurriculum),
-            "paced_random" => Ok(MethodSpec::PacedRandom),
+            "curriculum" => Ok(MethodSpec::Curriculum {
+                config: PacingConfig::default(),
+            }),
+            "anticurriculum" => Ok(MethodSpec::Anticurriculum {
+                config: PacingConfig::default(),
+            }),
+            "class_curriculum" => Ok(MethodSpec::ClassCurriculum {
+                config: PacingConfig::default(),
+            }),
+            "paced_random" => Ok(MethodSpec::PacedRandom {
+                config: PacingConfig::default(),
+            }),
             "skill_curriculum" => Ok(MethodSpec::SkillCurriculum {
                 config: SkillCurriculumConfig::default(),
             }),
@@ -419,6 +439,10 @@ impl MethodSpec {
             }
         };
         match self {
+            MethodSpec::Curriculum { config }
+            | MethodSpec::Anticurriculum { config }
+            | MethodSpec::ClassCurriculum { config }
+            | MethodSpec::PacedRandom { config } => fraction("ramp", config.ramp, 0.0)?,
             MethodSpec::Aioli { config } => {
                 positive("eta", config.eta, false)?;
                 at_least_one("lp_rounds", config.lp_rounds as u64)?;
@@ -503,10 +527,18 @@ impl MethodSpec {
                     })
                 }
             },
-            MethodSpec::Curriculum => Box::new(Curriculum::new(PoolOrder::Loss)),
-            MethodSpec::Anticurriculum => Box::new(Curriculum::new(PoolOrder::LossDescending)),
-            MethodSpec::ClassCurriculum => Box::new(Curriculum::new(PoolOrder::AnswerClass)),
-            MethodSpec::PacedRandom => Box::new(Curriculum::new(PoolOrder::Random)),
+            MethodSpec::Curriculum { config } => {
+                Box::new(Curriculum::new(PoolOrder::Loss).with_pacing(config.clone()))
+            }
+            MethodSpec::Anticurriculum { config } => {
+                Box::new(Curriculum::new(PoolOrder::LossDescending).with_pacing(config.clone()))
+            }
+            MethodSpec::ClassCurriculum { config } => {
+                Box::new(Curriculum::new(PoolOrder::AnswerClass).with_pacing(config.clone()))
+            }
+            MethodSpec::PacedRandom { config } => {
+                Box::new(Curriculum::new(PoolOrder::Random).with_pacing(config.clone()))
+            }
             MethodSpec::SkillCurriculum { config } => {
                 Box::new(SkillCurriculum::new(false, config.clone()))
             }
