@@ -2,7 +2,8 @@
 //! example of a stratified pool by the initial model's answer-token loss, sort ascending
 //! (curriculum) or descending (anticurriculum), and in round r (1-based) draw the round's n examples
 //! uniformly without replacement from the first r·n of the sorted pool (linear pacing: the pool
-//! holds the whole budget, so the last round may draw from all of it).
+//! holds the whole budget, so the last round may draw from all of it). `ramp` < 1 (ours) admits
+//! the pool faster, the first r·n / ramp, so that only the first `ramp` of the run is paced.
 //!
 //! Two controls of ours share the pacing and change only the order, to find out why the curricula
 //! teach addition from scratch where every skill-level method stays at chance (results/README.md):
@@ -332,11 +333,11 @@ mod tests {
         );
         assert!(!Curriculum::new(PoolOrder::AnswerClass).scores_pool());
         assert!(Curriculum::new(PoolOrder::Loss).scores_pool());
-        let Plan::Pool(picked) = c.plan(&obs(0), 4, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
+        let Plan::Pool(mut picked) =
+            c.plan(&obs(0), 4, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0))
         else {
             unreachable!()
         };
-        let mut picked = picked;
         picked.sort_unstable();
         let mut first = c.eligible(0, 4).to_vec();
         first.sort_unstable();
