@@ -302,18 +302,15 @@ impl MethodSpec {
                 graph: None,
             }),
             "target_only" => Ok(MethodSpec::TargetOnly),
-            "curriculum" => Ok(MethodSpec::Curriculum {
-                config: PacingConfig::default(),
-            }),
-            "anticurriculum" => Ok(MethodSpec::Anticurriculum {
-                config: PacingConfig::default(),
-            }),
-            "class_curriculum" => Ok(MethodSpec::ClassCurriculum {
-                config: PacingConfig::default(),
-            }),
-            "paced_random" => Ok(MethodSpec::PacedRandom {
-                config: PacingConfig::default(),
-            }),
+            "curriculum" | "anticurriculum" | "class_curriculum" | "paced_random" => {
+                let config = PacingConfig::default();
+                Ok(match name {
+                    "curriculum" => MethodSpec::Curriculum { config },
+                    "anticurriculum" => MethodSpec::Anticurriculum { config },
+                    "class_curriculum" => MethodSpec::ClassCurriculum { config },
+                    _ => MethodSpec::PacedRandom { config },
+                })
+            }
             "skill_curriculum" => Ok(MethodSpec::SkillCurriculum {
                 config: SkillCurriculumConfig::default(),
             }),
