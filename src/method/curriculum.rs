@@ -145,8 +145,8 @@ impl MixtureMethod for Curriculum {
                 classes.sort_unstable();
                 classes.dedup();
                 classes.shuffle(&mut rng);
-                let rank = |a: u32| classes.iter().position(|&c| c == a);
-                order.sort_by_key(|&i| rank(answers[i]));
+                // Stable, and each example's class rank looked up once.
+                order.sort_by_cached_key(|&i| classes.iter().position(|&c| c == answers[i]));
             }
             PoolOrder::Random => order.shuffle(&mut rng),
         }
