@@ -129,6 +129,7 @@ impl LearnRequest {
             method: "fixed".into(),
             params: name.to_string(),
             seed,
+            is_base: false,
             config,
         })
     }

@@ -182,7 +182,7 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
         /// Run only shard K of N (1-based): the runs whose plan index is K-1 modulo N, so N
-        /// machines share a sweep.
+        /// machines share a sweep (with a `[base]`, each shard also trains its seeds' bases).
         #[arg(long, value_name = "K/N")]
         shard: Option<String>,
         /// Use DIR even though it holds another sweep file's results.
@@ -635,18 +635,12 @@ fn run(cli: Cli) -> skillit::Result<()> {
             force,
             retry_failed,
         } => {
-            let plan = skillit::sweep::plan(&file)?;
+            let plan = skillit::sweep::plan(&file, &out)?;
             let shard = shard
                 .as_deref()
                 .map(skillit::sweep::parse_shard)
                 .transpose()?;
-            let mine: Vec<&skillit::sweep::PlannedRun> = plan
-                .runs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k - 1))
-                .map(|(_, r)| r)
-                .collect();
+            let mine = skillit::sweep::shard_runs(&plan, shard);
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             if jobs == 0 {
@@ -961,7 +955,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             emit(&out)
         }
         Command::Collect { dir } => {
-            let plan = skillit::sweep::plan(&dir.join("sweep.toml"))?;
+            let plan = skillit::sweep::plan(&dir.join("sweep.toml"), &dir)?;
             let (n_runs, n_rows) = skillit::sweep::collect(&dir, &plan)?;
             eprintln!(
                 "{n_runs} runs, {n_rows} metrics rows in {}",

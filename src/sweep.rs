@@ -21,6 +21,23 @@
 //! Each run lives in `DIR/runs/RUN_ID/` (the files of `skillit train`); a finished run is skipped
 //! and an unfinished one resumes from its checkpoint. `DIR/sweep.toml` keeps a copy of the sweep
 //! file: pointing another sweep at the folder is refused.
+//!
+//! A `[base]` table adds a stage every run starts from, as the paper's runs start from a
+//! pretrained model: one base run per seed (`runs/base-METHOD-sS/`, trained first, on every skill
+//! of the task, with the sweep's model) whose final weights are each run's `init`. The table is a
+//! method entry (name and parameters) with an optional `[base.training]` over the sweep's
+//! `[training]`:
+//!
+//! ```toml
+//! [base]
+//! name = "class_curriculum"
+//! [base.training]
+//! steps = 6000
+//! steps_per_round = 1200
+//! ```
+//!
+//! The base runs' rows are in `metrics.csv` under the setting `base`, so `compare` and `report`
+//! show them apart from the methods compared, and `runs.csv` has their cost.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +67,8 @@ struct SweepFile {
     #[serde(default)]
     training: Option<toml::Table>,
     methods: Vec<toml::Table>,
+    #[serde(default)]
+    base: Option<toml::Table>,
 }
 
 /// One planned run.
@@ -59,6 +78,9 @@ pub struct PlannedRun {
     pub method: String,
     pub params: String,
     pub seed: u64,
+    /// A base run (trained before the others; its rows get the setting `base`).
+    #[serde(skip)]
+    pub is_base: bool,
     #[serde(skip)]
     pub config: RunConfig,
 }
@@ -107,8 +129,38 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Reads and expands a sweep file; every run's config is validated before anything runs.
-pub fn plan(path: &Path) -> Result<Plan> {
+/// The method entry of a sweep file as a [`MethodSpec`], its grid removed (returned apart).
+fn method_entry(
+    entry: &toml::Table,
+    field: &str,
+    bad: &dyn Fn(&str, String) -> Error,
+) -> Result<(MethodSpec, toml::Table)> {
+    let mut entry = entry.clone();
+    let grid = match entry.remove("grid") {
+        Some(toml::Value::Table(g)) => g,
+        Some(_) => return Err(bad(field, "grid must be a table of value lists".into())),
+        None => toml::Table::new(),
+    };
+    let spec = toml::Value::Table(entry)
+        .try_into()
+        .map_err(|e: toml::de::Error| bad(field, e.message().trim().to_string()))?;
+    Ok((spec, grid))
+}
+
+/// A run's id: the method's name, its parameters and the seed, kept to file-name characters.
+fn run_id(prefix: &str, method: &dyn crate::method::MixtureMethod, seed: u64) -> String {
+    let params = method.params();
+    sanitize(&if params.is_empty() {
+        format!("{prefix}{}-s{seed}", method.name())
+    } else {
+        format!("{prefix}{}-{params}-s{seed}", method.name())
+    })
+}
+
+/// Reads and expands a sweep file whose runs go to `out`; every run's config is validated before
+/// anything runs. With a `[base]`, the base runs come first and every other run starts from its
+/// seed's base (`init`).
+pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
     let origin = path.display().to_string();
     let file: SweepFile = read_toml(path)?;
     let source = std::fs::read_to_string(path).unwrap_or_default();
@@ -139,15 +191,62 @@ pub fn plan(path: &Path) -> Result<Plan> {
     )?;
 
     let mut runs = Vec::new();
+    let mut bases: BTreeMap<u64, PathBuf> = BTreeMap::new();
+    if let Some(entry) = &file.base {
+        let mut entry = entry.clone();
+        let base_training = match entry.remove("training") {
+            Some(toml::Value::Table(t)) => Some(t),
+            Some(_) => return Err(bad("base.training", "must be a table".into())),
+            None => None,
+        };
+        let (spec, grid) = method_entry(&entry, "base", &bad)?;
+        if !grid.is_empty() {
+            return Err(bad("base.grid", "a base is one method: no grid".into()));
+        }
+        let training = crate::config::merge(&training, base_training, &origin, "base.training")?;
+        for &seed in &file.seeds {
+            let config = RunConfig {
+                setting: "pretrain".into(),
+                task: file.task.clone(),
+                model: model.clone(),
+                training: training.clone(),
+                method: spec.clone(),
+                seed,
+                target: None,
+                train_skills: None,
+                eval_skills: None,
+                init: None,
+            };
+            config.validate(&origin).map_err(|e| match e {
+                Error::Invalid {
+                    origin,
+                    field,
+                    message,
+                } => Error::Invalid {
+                    origin,
+                    field: format!("base.{field}"),
+                    message,
+                },
+                other => other,
+            })?;
+            let task = config.task.build()?;
+            let method = spec.build(task.name(), "pretrain", task.num_skills(), None)?;
+            let run_id = run_id("base-", method.as_ref(), seed);
+            bases.insert(seed, run_dir(out, &run_id).join("model.bpk"));
+            runs.push(PlannedRun {
+                run_id,
+                method: method.name().to_string(),
+                params: method.params(),
+                seed,
+                is_base: true,
+                config,
+            });
+        }
+    }
     let mut seen = BTreeMap::new();
     for (i, entry) in file.methods.iter().enumerate() {
         let field = format!("methods[{}]", i + 1);
-        let mut entry = entry.clone();
-        let grid = match entry.remove("grid") {
-            Some(toml::Value::Table(g)) => g,
-            Some(_) => return Err(bad(&field, "grid must be a table of value lists".into())),
-            None => toml::Table::new(),
-        };
+        let (spec, grid) = method_entry(entry, &field, &bad)?;
         if let Some((key, _)) = grid
             .iter()
             .find(|(_, v)| matches!(v, toml::Value::Array(a) if a.is_empty()))
@@ -157,9 +256,6 @@ pub fn plan(path: &Path) -> Result<Plan> {
                 "is an empty list: give at least one value".into(),
             ));
         }
-        let spec: MethodSpec = toml::Value::Table(entry)
-            .try_into()
-            .map_err(|e: toml::de::Error| bad(&field, e.message().trim().to_string()))?;
         for point in grid_points(&grid) {
             let mut spec = spec.clone();
             for (key, value) in &point {
@@ -177,7 +273,7 @@ pub fn plan(path: &Path) -> Result<Plan> {
                     target: file.target,
                     train_skills: None,
                     eval_skills: None,
-                    init: None,
+                    init: bases.get(&seed).cloned(),
                 };
                 config.validate(&origin)?;
                 let task = config.task.build()?;
@@ -188,11 +284,7 @@ pub fn plan(path: &Path) -> Result<Plan> {
                     config.target,
                 )?;
                 let params = method.params();
-                let run_id = sanitize(&if params.is_empty() {
-                    format!("{}-s{seed}", method.name())
-                } else {
-                    format!("{}-{params}-s{seed}", method.name())
-                });
+                let run_id = run_id("", method.as_ref(), seed);
                 if seen.insert(run_id.clone(), ()).is_some() {
                     return Err(bad(
                         &field,
@@ -204,6 +296,7 @@ pub fn plan(path: &Path) -> Result<Plan> {
                     method: method.name().to_string(),
                     params,
                     seed,
+                    is_base: false,
                     config,
                 });
             }
@@ -336,7 +429,10 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
         ])
         .expect(io);
         if folder.join("metrics.csv").exists() {
-            for row in read_metrics(&folder)? {
+            for mut row in read_metrics(&folder)? {
+                if run.is_base {
+                    row.setting = "base".into();
+                }
                 metrics.serialize(row).expect(io);
                 n_rows += 1;
             }
@@ -345,6 +441,26 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
     write_atomic(&dir.join("metrics.csv"), &metrics.into_inner().expect(io))?;
     write_atomic(&dir.join("runs.csv"), &runs.into_inner().expect(io))?;
     Ok((plan.runs.len(), n_rows))
+}
+
+/// The runs of shard K of N (1-based; all of them without a shard): the runs compared whose plan
+/// index among them is K-1 modulo N, and the base runs of their seeds (a shard on its own machine
+/// trains the bases it needs; shards sharing one folder should not run at the same time).
+pub fn shard_runs(plan: &Plan, shard: Option<(usize, usize)>) -> Vec<&PlannedRun> {
+    let compared: Vec<&PlannedRun> = plan
+        .runs
+        .iter()
+        .filter(|r| !r.is_base)
+        .enumerate()
+        .filter(|(i, _)| shard.is_none_or(|(k, n)| i % n == k - 1))
+        .map(|(_, r)| r)
+        .collect();
+    let seeds: std::collections::BTreeSet<u64> = compared.iter().map(|r| r.seed).collect();
+    plan.runs
+        .iter()
+        .filter(|r| r.is_base && seeds.contains(&r.seed))
+        .chain(compared)
+        .collect()
 }
 
 /// Parses `--shard K/N` (1 ≤ K ≤ N).
@@ -410,9 +526,24 @@ pub enum SweepEvent<'a> {
 }
 
 /// Trains `runs` into `out`, `jobs` at a time, one thread each, taking runs from a shared queue in
-/// plan order. A diverging run is recorded as failed and the others go on; an error (a file that
-/// cannot be written, ...) stops the sweep after the runs in flight and is returned.
+/// plan order: the base runs first, all of them, then the others. A diverging run is recorded as
+/// failed and the others go on (a run whose base failed then fails to load it: an error); an error
+/// (a file that cannot be written, ...) stops the sweep after the runs in flight and is returned.
 pub fn execute(
+    out: &Path,
+    runs: &[&PlannedRun],
+    selected: &crate::device::Selected,
+    jobs: usize,
+    on_event: &(dyn Fn(SweepEvent) + Sync),
+) -> Result<()> {
+    let (bases, others): (Vec<&PlannedRun>, Vec<&PlannedRun>) =
+        runs.iter().copied().partition(|r| r.is_base);
+    execute_queue(out, &bases, selected, jobs, on_event)?;
+    execute_queue(out, &others, selected, jobs, on_event)
+}
+
+/// Trains `runs`, `jobs` at a time, from one queue (see [`execute`]).
+fn execute_queue(
     out: &Path,
     runs: &[&PlannedRun],
     selected: &crate::device::Selected,

@@ -129,6 +129,74 @@ fn a_sweep_runs_resumes_and_collects() {
 }
 
 #[test]
+fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The tiny sweep with a base: stratified for 30 steps, one per seed, then the 3 methods.
+    let text = format!(
+        "{SWEEP}[base]\nname = \"stratified\"\n[base.training]\nsteps = 30\nsteps_per_round = 30\n"
+    );
+    let file = write(dir.path(), "base.toml", &text);
+    let out = dir.path().join("out");
+    let out_s = out.display().to_string();
+    let plan = skillit(&["sweep", &file, "--out", &out_s, "--dry-run"]);
+    let listing = String::from_utf8(plan.stdout).unwrap();
+    assert!(listing.starts_with("sweep tiny: 8 runs"), "{listing}");
+    assert!(listing.contains("base-stratified-s1"), "{listing}");
+
+    let run = skillit(&["sweep", &file, "--out", &out_s]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = skillit::results::read_metrics(&out).unwrap();
+    // 2 bases × 4 evaluations (0, 10, 20, 30) × 3 skills, then 6 runs × 3 × 3.
+    assert_eq!(rows.len(), 2 * 4 * 3 + 6 * 3 * 3);
+    let base_rows: Vec<_> = rows.iter().filter(|r| r.setting == "base").collect();
+    assert_eq!(base_rows.len(), 2 * 4 * 3);
+    assert!(base_rows.iter().all(|r| r.run_id.starts_with("base-")));
+    // Every run starts from its seed's base: its step-0 evaluation is the base's last one, to
+    // the bit (the same weights on the same validation set), and its manifest names the base.
+    for r in rows
+        .iter()
+        .filter(|r| r.setting == "pretrain" && r.step == 0)
+    {
+        let base = base_rows
+            .iter()
+            .find(|b| b.seed == r.seed && b.step == 30 && b.skill == r.skill)
+            .unwrap();
+        assert_eq!(r.loss, base.loss, "{} skill {}", r.run_id, r.skill);
+        assert_eq!(r.accuracy, base.accuracy);
+    }
+    let manifest =
+        std::fs::read_to_string(out.join("runs/no_graph-eta=0.1-window=3-s1/manifest.json"))
+            .unwrap();
+    assert!(manifest.contains("base-stratified-s1"), "{manifest}");
+    // The base's cost is in runs.csv beside the others.
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs.matches(",finished,").count(), 8);
+    assert!(runs.contains("base-stratified-s0,stratified,"), "{runs}");
+    // compare shows the base apart: one group of 1 method, one of the 3 compared.
+    let cmp = skillit(&["compare", &out_s, "--format", "csv"]);
+    let table = String::from_utf8(cmp.stdout).unwrap();
+    assert_eq!(table.lines().count(), 1 + 1 + 3, "{table}");
+
+    // A shard trains the bases of its own seeds and no others.
+    let shard = skillit(&[
+        "sweep",
+        &file,
+        "--out",
+        &out_s,
+        "--dry-run",
+        "--shard",
+        "2/6",
+    ]);
+    let listing = String::from_utf8(shard.stdout).unwrap();
+    assert!(listing.starts_with("sweep tiny: 2 runs"), "{listing}");
+    assert!(listing.contains("base-stratified-s1") && listing.contains("stratified-s1"));
+}
+
+#[test]
 fn the_shipped_sweeps_are_valid_plans() {
     // Every sweep in sweeps/ expands and validates (dry run): the paper's experiments.
     for (file, runs) in [
@@ -140,10 +208,10 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/lego_ablations.toml", 60),
         ("sweeps/ordered_skills.toml", 10),
     ] {
-        let plan = skillit::sweep::plan(Path::new(file)).unwrap();
+        let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
         // Run ids are stable: planning twice gives the same ids in the same order.
-        let again = skillit::sweep::plan(Path::new(file)).unwrap();
+        let again = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         let ids =
             |p: &skillit::sweep::Plan| p.runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&plan), ids(&again));
