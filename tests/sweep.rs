@@ -207,6 +207,8 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/addition_finetune.toml", 15),
         ("sweeps/lego_ablations.toml", 60),
         ("sweeps/ordered_skills.toml", 10),
+        // 3 bases + 3 methods × 3 seeds.
+        ("sweeps/addition_base.toml", 12),
     ] {
         let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
