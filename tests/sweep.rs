@@ -34,6 +34,17 @@ name = "no_graph"
 grid = { eta = [0.1, 0.5] }
 "#;
 
+/// Runs `skillit sweep FILE --out OUT`, which must succeed, and reads the combined metrics.
+fn sweep_ok(file: &str, out: &Path) -> Vec<skillit::results::MetricsRow> {
+    let run = skillit(&["sweep", file, "--out", &out.display().to_string()]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    skillit::results::read_metrics(out).unwrap()
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -59,13 +70,7 @@ fn a_sweep_runs_resumes_and_collects() {
     assert!(text.contains("no_graph-eta=0.5-window=3-s1"));
     assert!(!out.exists(), "a dry run writes nothing");
 
-    let run = skillit(&["sweep", &file, "--out", &out_s]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let rows = skillit::results::read_metrics(&out).unwrap();
+    let rows = sweep_ok(&file, &out);
     // 6 runs × 3 evaluations (steps 0, 10, 20) × 3 skills.
     assert_eq!(rows.len(), 6 * 3 * 3);
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
@@ -143,13 +148,7 @@ fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
     assert!(listing.starts_with("sweep tiny: 8 runs"), "{listing}");
     assert!(listing.contains("base-stratified-s1"), "{listing}");
 
-    let run = skillit(&["sweep", &file, "--out", &out_s]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let rows = skillit::results::read_metrics(&out).unwrap();
+    let rows = sweep_ok(&file, &out);
     // 2 bases × 4 evaluations (0, 10, 20, 30) × 3 skills, then 6 runs × 3 × 3.
     assert_eq!(rows.len(), 2 * 4 * 3 + 6 * 3 * 3);
     let base_rows: Vec<_> = rows.iter().filter(|r| r.setting == "base").collect();
