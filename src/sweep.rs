@@ -148,12 +148,11 @@ fn method_entry(
 }
 
 /// A run's id: the method's name, its parameters and the seed, kept to file-name characters.
-fn run_id(prefix: &str, method: &dyn crate::method::MixtureMethod, seed: u64) -> String {
-    let params = method.params();
+fn run_id(prefix: &str, name: &str, params: &str, seed: u64) -> String {
     sanitize(&if params.is_empty() {
-        format!("{prefix}{}-s{seed}", method.name())
+        format!("{prefix}{name}-s{seed}")
     } else {
-        format!("{prefix}{}-{params}-s{seed}", method.name())
+        format!("{prefix}{name}-{params}-s{seed}")
     })
 }
 
@@ -231,12 +230,13 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
             })?;
             let task = config.task.build()?;
             let method = spec.build(task.name(), "pretrain", task.num_skills(), None)?;
-            let run_id = run_id("base-", method.as_ref(), seed);
+            let params = method.params();
+            let run_id = run_id("base-", method.name(), &params, seed);
             bases.insert(seed, run_dir(out, &run_id).join("model.bpk"));
             runs.push(PlannedRun {
                 run_id,
                 method: method.name().to_string(),
-                params: method.params(),
+                params,
                 seed,
                 is_base: true,
                 config,
@@ -284,7 +284,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                     config.target,
                 )?;
                 let params = method.params();
-                let run_id = run_id("", method.as_ref(), seed);
+                let run_id = run_id("", method.name(), &params, seed);
                 if seen.insert(run_id.clone(), ()).is_some() {
                     return Err(bad(
                         &field,
