@@ -188,6 +188,10 @@ enum Command {
         /// Use DIR even though it holds another sweep file's results.
         #[arg(long)]
         force: bool,
+        /// Another sweep folder whose finished runs of the same run id and config are copied
+        /// rather than trained again (training is deterministic); may be given more than once.
+        #[arg(long, value_name = "DIR")]
+        reuse: Vec<PathBuf>,
         /// Run the failed (diverged) runs again; by default a failed run is done, since the same
         /// config fails the same way.
         #[arg(long)]
@@ -633,9 +637,11 @@ fn run(cli: Cli) -> skillit::Result<()> {
             jobs,
             shard,
             force,
+            reuse,
             retry_failed,
         } => {
             let plan = skillit::sweep::plan(&file, &out)?;
+            skillit::sweep::check_reuse_dirs(&reuse)?;
             let shard = shard
                 .as_deref()
                 .map(skillit::sweep::parse_shard)
@@ -659,21 +665,24 @@ fn run(cli: Cli) -> skillit::Result<()> {
                     "{:<40} {:<12} {:>5} {:>8}  status\n",
                     "run_id", "method", "seed", "steps"
                 );
+                let mut pending: Vec<&skillit::sweep::PlannedRun> = Vec::new();
                 for r in &mine {
+                    let done = skillit::sweep::is_done(&out, &r.run_id, retry_failed);
+                    let reusable = (!done)
+                        .then(|| skillit::sweep::reusable(r, &reuse))
+                        .flatten();
+                    let status = match &reusable {
+                        Some(from) => format!("reuse {}", from.display()),
+                        None => skillit::sweep::run_status(&out, &r.run_id),
+                    };
+                    if !done && reusable.is_none() {
+                        pending.push(r);
+                    }
                     text += &format!(
-                        "{:<40} {:<12} {:>5} {:>8}  {}\n",
-                        r.run_id,
-                        r.method,
-                        r.seed,
-                        r.config.training.steps,
-                        skillit::sweep::run_status(&out, &r.run_id)
+                        "{:<40} {:<12} {:>5} {:>8}  {status}\n",
+                        r.run_id, r.method, r.seed, r.config.training.steps,
                     );
                 }
-                let pending: Vec<&skillit::sweep::PlannedRun> = mine
-                    .iter()
-                    .copied()
-                    .filter(|r| !skillit::sweep::is_done(&out, &r.run_id, retry_failed))
-                    .collect();
                 let selected = skillit::device::select(device)?;
                 if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
                     text += &format!(
@@ -692,6 +701,14 @@ fn run(cli: Cli) -> skillit::Result<()> {
             }
             skillit::sweep::claim(&out, &plan, force)?;
             skillit::sweep::tidy(&out, &mine);
+            let reused = skillit::sweep::reuse(&out, &mine, &reuse)?;
+            if !reused.is_empty() {
+                eprintln!(
+                    "reused {} finished runs of the same config: {}",
+                    reused.len(),
+                    reused.join(", ")
+                );
+            }
             let selected = skillit::device::select(device)?;
             let todo: Vec<&skillit::sweep::PlannedRun> = mine
                 .into_iter()

@@ -20,7 +20,10 @@
 //!
 //! Each run lives in `DIR/runs/RUN_ID/` (the files of `skillit train`); a finished run is skipped
 //! and an unfinished one resumes from its checkpoint. `DIR/sweep.toml` keeps a copy of the sweep
-//! file: pointing another sweep at the folder is refused.
+//! file: pointing another sweep at the folder is refused. `--reuse OTHER` takes over the finished
+//! runs of another sweep folder that have the same run id and config (a copy, with `reused_from`
+//! in its manifest) instead of training them again: training is deterministic, so they are the
+//! runs this sweep would train.
 //!
 //! A `[base]` table adds a stage every run starts from, as the paper's runs start from a
 //! pretrained model: one base run per seed (`runs/base-METHOD-sS/`, trained first, on every skill
@@ -360,6 +363,79 @@ pub fn is_done(dir: &Path, run_id: &str, retry_failed: bool) -> bool {
         "failed" => !retry_failed,
         _ => false,
     }
+}
+
+/// A finished run in one of `from` (sweep folders) that `run` can take over: the folder
+/// `FROM/runs/RUN_ID` whose manifest is finished and whose config is `run`'s to the last field
+/// (training is deterministic, so training it again would give the same metrics). The first
+/// folder of `from` that has one wins.
+pub fn reusable(run: &PlannedRun, from: &[PathBuf]) -> Option<PathBuf> {
+    // Both sides go through JSON text, so that floats compare as they were written.
+    let wanted = serde_json::to_string(&run.config)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())?;
+    from.iter().map(|d| run_dir(d, &run.run_id)).find(|folder| {
+        read_manifest(folder).is_some_and(|m| {
+            m.get("status").and_then(|s| s.as_str()) == Some("finished")
+                && m.get("config") == Some(&wanted)
+        })
+    })
+}
+
+/// Checks the `--reuse` folders: each must be a sweep folder (one with `runs/`).
+pub fn check_reuse_dirs(from: &[PathBuf]) -> Result<()> {
+    match from.iter().find(|d| !d.join("runs").is_dir()) {
+        Some(d) => Err(Error::flag(
+            "--reuse",
+            format!("{} is not a sweep folder (it has no runs/)", d.display()),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Copies into `out` each unfinished run of `runs` that a folder of `from` holds finished with the
+/// same config ([`reusable`]): its files go to a temp folder that then replaces the run's folder
+/// (and any checkpoint of it), so a killed copy leaves the run pending; its manifest gains
+/// `reused_from`, the folder copied. Returns the run ids copied.
+pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    for run in runs {
+        if is_done(out, &run.run_id, false) {
+            continue;
+        }
+        let Some(source) = reusable(run, from) else {
+            continue;
+        };
+        let target = run_dir(out, &run.run_id);
+        let tmp = out.join("runs").join(format!(".{}.reuse.tmp", run.run_id));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        for name in ["metrics.csv", "model.bpk"] {
+            let file = source.join(name);
+            if file.exists() {
+                let bytes = std::fs::read(&file).map_err(io(&file))?;
+                write_atomic(&tmp.join(name), &bytes)?;
+            }
+        }
+        let mut manifest = read_manifest(&source).unwrap_or_default();
+        if let Some(fields) = manifest.as_object_mut() {
+            fields.insert("reused_from".into(), source.display().to_string().into());
+        }
+        let text = serde_json::to_vec_pretty(&manifest).expect("a JSON value serializes");
+        write_atomic(&tmp.join("manifest.json"), &text)?;
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(io(&target))?;
+        }
+        std::fs::rename(&tmp, &target).map_err(io(&target))?;
+        copied.push(run.run_id.clone());
+    }
+    Ok(copied)
 }
 
 /// Clears what killed processes left in a sweep folder: in the folders of `runs` (this process's

@@ -134,6 +134,98 @@ fn a_sweep_runs_resumes_and_collects() {
 }
 
 #[test]
+fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let first_s = first.display().to_string();
+    let first_rows = sweep_ok(&write(dir.path(), "tiny.toml", SWEEP), &first);
+
+    // A second sweep: stratified and no_graph η 0.5 as before (4 runs to reuse), η 0.8 new (2).
+    let second_file = write(
+        dir.path(),
+        "second.toml",
+        &SWEEP
+            .replace("name = \"tiny\"", "name = \"second\"")
+            .replace("eta = [0.1, 0.5]", "eta = [0.5, 0.8]"),
+    );
+    let second = dir.path().join("second");
+    let second_s = second.display().to_string();
+    let with_reuse = |extra: &[&str]| {
+        let mut args = vec![
+            "sweep",
+            &second_file,
+            "--out",
+            &second_s,
+            "--reuse",
+            &first_s,
+        ];
+        args.extend_from_slice(extra);
+        skillit(&args)
+    };
+    let text = String::from_utf8(with_reuse(&["--dry-run"]).stdout).unwrap();
+    let source = first.join("runs/no_graph-eta=0.5-window=3-s1");
+    assert!(
+        text.contains(&format!("reuse {}", source.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("estimated time for the 2 unfinished runs"),
+        "{text}"
+    );
+
+    let run = with_reuse(&[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reused 4 finished runs of the same config: stratified-s0, stratified-s1"),
+        "{stderr}"
+    );
+    let rows = skillit::results::read_metrics(&second).unwrap();
+    // 6 runs × 3 evaluations × 3 skills; the reused runs' rows are the first sweep's, to the bit.
+    assert_eq!(rows.len(), 6 * 3 * 3);
+    let shared = |rows: &[skillit::results::MetricsRow]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r.method == "stratified" || r.params.contains("eta=0.5"))
+            .map(|r| format!("{r:?}"))
+            .collect()
+    };
+    assert_eq!(shared(&rows), shared(&first_rows));
+    assert_eq!(shared(&rows).len(), 4 * 3 * 3);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(second.join("runs/no_graph-eta=0.5-window=3-s1/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["reused_from"], source.display().to_string());
+    assert_eq!(manifest["status"], "finished");
+    assert!(second
+        .join("runs/no_graph-eta=0.8-window=3-s0/manifest.json")
+        .exists());
+
+    // A config that differs in one field (the steps) is trained, not reused.
+    let third_file = write(
+        dir.path(),
+        "third.toml",
+        &SWEEP.replace("steps = 20", "steps = 30"),
+    );
+    let third = dir.path().join("third");
+    let run = skillit(&[
+        "sweep",
+        &third_file,
+        "--out",
+        &third.display().to_string(),
+        "--reuse",
+        &first_s,
+        "--dry-run",
+    ]);
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(!text.contains("reuse "), "{text}");
+    assert!(
+        text.contains("estimated time for the 6 unfinished runs"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
     let dir = tempfile::tempdir().unwrap();
     // The tiny sweep with a base: stratified for 30 steps, one per seed, then the 3 methods.
