@@ -72,7 +72,8 @@ enum Command {
     /// Reads DIR/metrics.csv. Per method (methods with other params are other rows:
     /// `method[params]`), the per-seed value of the metric is its mean over skills (or --skill I)
     /// at each run's last step (or --step S). Then: n, mean, sd, 95% t-interval; against the
-    /// baseline (default: stratified, where present): Welch's t-test, the paired t-test over the
+    /// baseline (default: the `baseline` of the sweep file kept in DIR, else stratified, where
+    /// present): Welch's t-test, the paired t-test over the
     /// seeds both have, Holm's correction of the Welch p-values, and the probability of improvement
     /// (Mann-Whitney U / n·m); the IQM with a stratified-bootstrap 95% interval (fixed seed); the
     /// normalised area under the metric-vs-step curve; and with --threshold X, the steps to reach X
@@ -525,6 +526,11 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 ));
             }
             let rows = read_metrics(&dir)?;
+            let baseline = match baseline {
+                Some(b) => Some(b),
+                None if dir.is_dir() => skillit::sweep::recorded_baseline(&dir)?,
+                None => None,
+            };
             let options = CompareOptions {
                 metric,
                 baseline,

@@ -336,7 +336,8 @@ pub const ACCURACY_THRESHOLD: f64 = 0.95;
 /// The loss the paper's ordered-skills experiments count steps to (SPEC §10).
 pub const LOSS_THRESHOLD: f64 = 0.01;
 
-/// Builds the report of the results in `dir` (its `metrics.csv`).
+/// Builds the report of the results in `dir` (its `metrics.csv`), testing every method against the
+/// `baseline` of the sweep file kept there (`DIR/sweep.toml`), else stratified.
 pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
     let rows = read_metrics(dir)?;
     let mut md = String::new();
@@ -362,6 +363,7 @@ pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
         stats::BOOTSTRAP_REPS,
         stats::BOOTSTRAP_SEED,
     );
+    let baseline = crate::sweep::recorded_baseline(dir)?;
     let mut figures = Vec::new();
     let groups: BTreeSet<(String, String)> = rows
         .iter()
@@ -378,7 +380,7 @@ pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
         let half = halfway_step(&group_rows, last);
         let base = CompareOptions {
             metric: Metric::Accuracy,
-            baseline: None,
+            baseline: baseline.clone(),
             step: Some(last),
             skill: None,
             threshold: None,

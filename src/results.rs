@@ -39,11 +39,16 @@ impl MetricsRow {
     /// The name under which a method's runs are compared: `method`, or `method[params]` when the
     /// method has parameters, so that the same method with other parameters is a distinct row.
     pub fn method_label(&self) -> String {
-        if self.params.is_empty() {
-            self.method.clone()
-        } else {
-            format!("{}[{}]", self.method, self.params)
-        }
+        method_label(&self.method, &self.params)
+    }
+}
+
+/// `method`, or `method[params]` when there are parameters: see [`MetricsRow::method_label`].
+pub fn method_label(method: &str, params: &str) -> String {
+    if params.is_empty() {
+        method.to_string()
+    } else {
+        format!("{method}[{params}]")
     }
 }
 

@@ -463,7 +463,7 @@ pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comp
 
 /// The label of the baseline among `labels`: the exact label, else the one label whose method name
 /// matches; with no name, `stratified` if present.
-fn resolve_baseline<'a>(
+pub(crate) fn resolve_baseline<'a>(
     name: Option<&str>,
     labels: impl Iterator<Item = &'a String> + Clone,
 ) -> Option<String> {

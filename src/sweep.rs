@@ -41,6 +41,10 @@
 //!
 //! The base runs' rows are in `metrics.csv` under the setting `base`, so `compare` and `report`
 //! show them apart from the methods compared, and `runs.csv` has their cost.
+//!
+//! `baseline = "LABEL"` (top level) names the method `skillit report` tests the others against
+//! (default: stratified): a method name that one entry has, or a label `method[params]` as in
+//! `metrics.csv` (`skill_it[eta=0.5;window=3]`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +76,10 @@ struct SweepFile {
     methods: Vec<toml::Table>,
     #[serde(default)]
     base: Option<toml::Table>,
+    /// The method `skillit report` tests the others against: a label (`skill_it[eta=0.5;window=3]`)
+    /// or a method name that one entry has (default: stratified).
+    #[serde(default)]
+    baseline: Option<String>,
 }
 
 /// One planned run.
@@ -305,11 +313,47 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
             }
         }
     }
+    if let Some(name) = &file.baseline {
+        let labels: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.is_base)
+            .map(|r| crate::results::method_label(&r.method, &r.params))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if crate::stats::resolve_baseline(Some(name), labels.iter()).is_none() {
+            return Err(bad(
+                "baseline",
+                format!(
+                    "{name:?} names no one method of the sweep: one of {}",
+                    labels.join(", ")
+                ),
+            ));
+        }
+    }
     Ok(Plan {
         name: file.name,
         runs,
         source,
     })
+}
+
+/// The `baseline` of the sweep file a results folder keeps (`DIR/sweep.toml`), if it has one.
+pub fn recorded_baseline(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join("sweep.toml");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let table: toml::Table = read_toml(&path)?;
+    match table.get("baseline") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(Error::Invalid {
+            origin: path.display().to_string(),
+            field: "baseline".into(),
+            message: "must be a method label or name (a string)".into(),
+        }),
+    }
 }
 
 /// The folder of one run of a sweep.

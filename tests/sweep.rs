@@ -226,6 +226,44 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
 }
 
 #[test]
+fn the_report_tests_against_the_baseline_the_sweep_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("baseline = \"no_graph[eta=0.5;window=3]\"\n{SWEEP}");
+    let out = dir.path().join("out");
+    sweep_ok(&write(dir.path(), "tiny.toml", &text), &out);
+    let report = skillit(&["report", &out.display().to_string()]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("mean over skills; tests against no_graph[eta=0.5;window=3]"),
+        "{md}"
+    );
+    assert!(!md.contains("no baseline, no tests"), "{md}");
+    // `compare` on the folder takes the same baseline unless --baseline names another.
+    let cmp = skillit(&["compare", &out.display().to_string(), "--format", "csv"]);
+    let csv = String::from_utf8(cmp.stdout).unwrap();
+    assert_eq!(
+        csv.matches(",no_graph[eta=0.5;window=3],").count(),
+        3,
+        "{csv}"
+    );
+    let cmp = skillit(&[
+        "compare",
+        &out.display().to_string(),
+        "--format",
+        "csv",
+        "--baseline",
+        "stratified",
+    ]);
+    let csv = String::from_utf8(cmp.stdout).unwrap();
+    assert_eq!(csv.matches(",stratified,").count(), 3, "{csv}");
+}
+
+#[test]
 fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
     let dir = tempfile::tempdir().unwrap();
     // The tiny sweep with a base: stratified for 30 steps, one per seed, then the 3 methods.
