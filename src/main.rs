@@ -87,6 +87,10 @@ enum Command {
         /// The method to test the others against (a method name or a `method[params]` label).
         #[arg(long)]
         baseline: Option<String>,
+        /// Compare only these methods (repeatable; a name or a label, as for --baseline), so
+        /// that Holm's correction runs over them alone: e.g. each η of an ablation on its own.
+        #[arg(long = "method", value_name = "METHOD")]
+        methods: Vec<String>,
         /// The evaluation step to compare at (default: each run's last step).
         #[arg(long)]
         step: Option<u64>,
@@ -514,6 +518,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
             dir,
             metric,
             baseline,
+            methods,
             step,
             skill,
             threshold,
@@ -525,10 +530,13 @@ fn run(cli: Cli) -> skillit::Result<()> {
                     format!("{t} is not a finite number"),
                 ));
             }
-            let rows = read_metrics(&dir)?;
+            let rows = skillit::stats::select_methods(&read_metrics(&dir)?, &methods)?;
+            // The sweep's baseline where the rows (after --method) have it.
             let baseline = match baseline {
                 Some(b) => Some(b),
-                None if dir.is_dir() => skillit::sweep::recorded_baseline(&dir)?,
+                None if dir.is_dir() => skillit::sweep::recorded_baseline(&dir)?.filter(|b| {
+                    skillit::stats::select_methods(&rows, std::slice::from_ref(b)).is_ok()
+                }),
                 None => None,
             };
             let options = CompareOptions {

@@ -461,6 +461,34 @@ pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comp
     Ok(comparisons)
 }
 
+/// The rows of the methods `names` names, each a label (`method[params]`) or a method name that
+/// one label has (as for the baseline); all rows when `names` is empty. A name that matches no
+/// label, or several, is an error naming `--method` and the labels there are.
+pub fn select_methods(rows: &[MetricsRow], names: &[String]) -> Result<Vec<MetricsRow>> {
+    if names.is_empty() {
+        return Ok(rows.to_vec());
+    }
+    let labels: BTreeSet<String> = rows.iter().map(|r| r.method_label()).collect();
+    let mut chosen = BTreeSet::new();
+    for name in names {
+        let label = resolve_baseline(Some(name), labels.iter()).ok_or_else(|| {
+            Error::flag(
+                "--method",
+                format!(
+                    "'{name}' names no one method of the results (methods: {})",
+                    labels.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        chosen.insert(label);
+    }
+    Ok(rows
+        .iter()
+        .filter(|r| chosen.contains(&r.method_label()))
+        .cloned()
+        .collect())
+}
+
 /// The label of the baseline among `labels`: the exact label, else the one label whose method name
 /// matches; with no name, `stratified` if present.
 pub(crate) fn resolve_baseline<'a>(

@@ -261,6 +261,28 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     ]);
     let csv = String::from_utf8(cmp.stdout).unwrap();
     assert_eq!(csv.matches(",stratified,").count(), 3, "{csv}");
+    // --method keeps the methods named, and Holm's correction runs over them alone: with one
+    // method tested, the corrected p is its Welch p (columns 14 and 16).
+    let cmp = skillit(&[
+        "compare",
+        &out.display().to_string(),
+        "--format",
+        "csv",
+        "--method",
+        "stratified",
+        "--method",
+        "no_graph[eta=0.1;window=3]",
+    ]);
+    let csv = String::from_utf8(cmp.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert_eq!(rows[0][6], "stratified");
+    assert_eq!(rows[1][6], "no_graph[eta=0.1;window=3]");
+    assert_eq!(rows[1][13], rows[1][15], "{csv}");
 }
 
 #[test]
