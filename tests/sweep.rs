@@ -45,6 +45,13 @@ fn sweep_ok(file: &str, out: &Path) -> Vec<skillit::results::MetricsRow> {
     skillit::results::read_metrics(out).unwrap()
 }
 
+/// The tiny sweep with each `(from, to)` replaced in turn.
+fn tiny(edits: &[(&str, &str)]) -> String {
+    edits
+        .iter()
+        .fold(SWEEP.to_string(), |text, (from, to)| text.replace(from, to))
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -111,7 +118,7 @@ fn a_sweep_runs_resumes_and_collects() {
     let other = write(
         dir.path(),
         "other.toml",
-        &SWEEP.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"),
+        &tiny(&[("seeds = [0, 1]", "seeds = [0, 1, 2]")]),
     );
     let refused = skillit(&["sweep", &other, "--out", &out_s]);
     assert_eq!(refused.status.code(), Some(2));
@@ -144,9 +151,10 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     let second_file = write(
         dir.path(),
         "second.toml",
-        &SWEEP
-            .replace("name = \"tiny\"", "name = \"second\"")
-            .replace("eta = [0.1, 0.5]", "eta = [0.5, 0.8]"),
+        &tiny(&[
+            ("name = \"tiny\"", "name = \"second\""),
+            ("eta = [0.1, 0.5]", "eta = [0.5, 0.8]"),
+        ]),
     );
     let second = dir.path().join("second");
     let second_s = second.display().to_string();
@@ -205,7 +213,7 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     let third_file = write(
         dir.path(),
         "third.toml",
-        &SWEEP.replace("steps = 20", "steps = 30"),
+        &tiny(&[("steps = 20", "steps = 30")]),
     );
     let third = dir.path().join("third");
     let run = skillit(&[
@@ -244,36 +252,28 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     );
     assert!(!md.contains("no baseline, no tests"), "{md}");
     // `compare` on the folder takes the same baseline unless --baseline names another.
-    let cmp = skillit(&["compare", &out.display().to_string(), "--format", "csv"]);
-    let csv = String::from_utf8(cmp.stdout).unwrap();
+    let out_s = out.display().to_string();
+    let compare_csv = |extra: &[&str]| {
+        let mut args = vec!["compare", &out_s, "--format", "csv"];
+        args.extend_from_slice(extra);
+        String::from_utf8(skillit(&args).stdout).unwrap()
+    };
+    let csv = compare_csv(&[]);
     assert_eq!(
         csv.matches(",no_graph[eta=0.5;window=3],").count(),
         3,
         "{csv}"
     );
-    let cmp = skillit(&[
-        "compare",
-        &out.display().to_string(),
-        "--format",
-        "csv",
-        "--baseline",
-        "stratified",
-    ]);
-    let csv = String::from_utf8(cmp.stdout).unwrap();
+    let csv = compare_csv(&["--baseline", "stratified"]);
     assert_eq!(csv.matches(",stratified,").count(), 3, "{csv}");
     // --method keeps the methods named, and Holm's correction runs over them alone: with one
     // method tested, the corrected p is its Welch p (columns 14 and 16).
-    let cmp = skillit(&[
-        "compare",
-        &out.display().to_string(),
-        "--format",
-        "csv",
+    let csv = compare_csv(&[
         "--method",
         "stratified",
         "--method",
         "no_graph[eta=0.1;window=3]",
     ]);
-    let csv = String::from_utf8(cmp.stdout).unwrap();
     let rows: Vec<Vec<&str>> = csv
         .lines()
         .skip(1)
@@ -379,9 +379,10 @@ fn a_sweep_killed_mid_run_ends_as_if_never_killed() {
     let file = write(
         dir.path(),
         "kill.toml",
-        &SWEEP
-            .replace("steps = 20\n", "steps = 400\n")
-            .replace("steps_per_round = 10", "steps_per_round = 50"),
+        &tiny(&[
+            ("steps = 20\n", "steps = 400\n"),
+            ("steps_per_round = 10", "steps_per_round = 50"),
+        ]),
     );
     let whole = dir.path().join("whole").display().to_string();
     let killed = dir.path().join("killed").display().to_string();
