@@ -72,6 +72,10 @@ struct Checkpoint {
     trained: Vec<u64>,
     train_time: f64,
     eval_time: f64,
+    /// Wall time from the run's start to this checkpoint, over every process that trained it
+    /// (absent in checkpoints of older versions: 0).
+    #[serde(default)]
+    wall_time: f64,
 }
 
 /// How a run ended.
@@ -103,6 +107,8 @@ pub struct Manifest {
     pub burn_version: &'static str,
     pub backend: String,
     pub adapter: String,
+    /// Wall time of the run: a resumed run adds its checkpoint's (the work up to it) to this
+    /// process's, so the time lost to a kill after the last checkpoint is not counted twice.
     pub wall_time_s: f64,
     pub train_time_s: f64,
     pub eval_time_s: f64,
@@ -624,6 +630,8 @@ pub fn train(
         t.steps_per_round
     };
     let mut train_time = 0.0;
+    // Wall time before this process: a resumed run's checkpoint's.
+    let mut wall_before = 0.0;
     let mut status = RunStatus::Finished;
     let mut step: u64 = 0;
     let mut round = 0usize;
@@ -722,6 +730,7 @@ pub fn train(
         round = ck.round;
         trained = ck.trained;
         train_time = ck.train_time;
+        wall_before = ck.wall_time;
         recorder.eval_time = ck.eval_time;
         recorder.evaluations = ck.evaluations;
         recorder.probes = ck.probes;
@@ -814,6 +823,7 @@ pub fn train(
                     trained: trained.clone(),
                     train_time,
                     eval_time: recorder.eval_time,
+                    wall_time: wall_before + started.elapsed().as_secs_f64(),
                 },
             )?;
             if progress(Progress::RoundEnd { round, step }) == Flow::Stop {
@@ -836,7 +846,7 @@ pub fn train(
         burn_version: BURN_VERSION,
         backend: selected.backend.clone(),
         adapter: selected.adapter.clone(),
-        wall_time_s: started.elapsed().as_secs_f64(),
+        wall_time_s: wall_before + started.elapsed().as_secs_f64(),
         train_time_s: train_time,
         eval_time_s: recorder.eval_time,
         ms_per_step: if step > 0 {

@@ -407,11 +407,30 @@ fn a_sweep_killed_mid_run_ends_as_if_never_killed() {
         state.exists(),
         "the run reached its first checkpoint before the kill"
     );
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert!(skillit(&["sweep", &file, "--out", &killed, "--jobs", "1"])
         .status
         .success());
     let read = |d: &str| std::fs::read_to_string(Path::new(d).join("metrics.csv")).unwrap();
     assert_eq!(read(&whole), read(&killed));
+    // The resumed run's wall time counts the killed process's work up to its checkpoint (which
+    // records it) and the new process's: at least the checkpoint's plus the training and
+    // evaluation time added since.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&killed).join("runs/stratified-s0/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let time = |k: &str| manifest[k].as_f64().unwrap();
+    let at_kill = |k: &str| checkpoint[k].as_f64().unwrap_or(f64::NAN);
+    assert!(at_kill("wall_time") >= at_kill("train_time") + at_kill("eval_time"));
+    assert!(
+        time("wall_time_s")
+            >= at_kill("wall_time")
+                + (time("train_time_s") - at_kill("train_time"))
+                + (time("eval_time_s") - at_kill("eval_time")),
+        "{manifest}\n{checkpoint}"
+    );
 }
 
 #[test]
