@@ -530,14 +530,13 @@ fn run(cli: Cli) -> skillit::Result<()> {
                     format!("{t} is not a finite number"),
                 ));
             }
-            let rows = skillit::stats::select_methods(&read_metrics(&dir)?, &methods)?;
-            // The sweep's baseline where the rows (after --method) have it.
+            let rows = skillit::stats::select_methods(read_metrics(&dir)?, &methods)?;
+            // The baseline of the sweep file kept in DIR (none beside a metrics.csv named as a
+            // file), where the rows (after --method) have it.
             let baseline = match baseline {
                 Some(b) => Some(b),
-                None if dir.is_dir() => skillit::sweep::recorded_baseline(&dir)?.filter(|b| {
-                    skillit::stats::select_methods(&rows, std::slice::from_ref(b)).is_ok()
-                }),
-                None => None,
+                None => skillit::sweep::recorded_baseline(&dir)?
+                    .filter(|b| skillit::stats::find_method(&rows, b).is_some()),
             };
             let options = CompareOptions {
                 metric,

@@ -464,9 +464,9 @@ pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comp
 /// The rows of the methods `names` names, each a label (`method[params]`) or a method name that
 /// one label has (as for the baseline); all rows when `names` is empty. A name that matches no
 /// label, or several, is an error naming `--method` and the labels there are.
-pub fn select_methods(rows: &[MetricsRow], names: &[String]) -> Result<Vec<MetricsRow>> {
+pub fn select_methods(rows: Vec<MetricsRow>, names: &[String]) -> Result<Vec<MetricsRow>> {
     if names.is_empty() {
-        return Ok(rows.to_vec());
+        return Ok(rows);
     }
     let labels: BTreeSet<String> = rows.iter().map(|r| r.method_label()).collect();
     let mut chosen = BTreeSet::new();
@@ -483,10 +483,16 @@ pub fn select_methods(rows: &[MetricsRow], names: &[String]) -> Result<Vec<Metri
         chosen.insert(label);
     }
     Ok(rows
-        .iter()
+        .into_iter()
         .filter(|r| chosen.contains(&r.method_label()))
-        .cloned()
         .collect())
+}
+
+/// The label of the one method of `rows` that `name` names (a label, or a method name that one
+/// label has), if there is one.
+pub fn find_method(rows: &[MetricsRow], name: &str) -> Option<String> {
+    let labels: BTreeSet<String> = rows.iter().map(|r| r.method_label()).collect();
+    resolve_baseline(Some(name), labels.iter())
 }
 
 /// The label of the baseline among `labels`: the exact label, else the one label whose method name

@@ -52,6 +52,11 @@ fn tiny(edits: &[(&str, &str)]) -> String {
         .fold(SWEEP.to_string(), |text, (from, to)| text.replace(from, to))
 }
 
+/// A JSON file (a manifest, a checkpoint's state) as a JSON value.
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -199,10 +204,7 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     };
     assert_eq!(shared(&rows), shared(&first_rows));
     assert_eq!(shared(&rows).len(), 4 * 3 * 3);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(second.join("runs/no_graph-eta=0.5-window=3-s1/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = json(&second.join("runs/no_graph-eta=0.5-window=3-s1/manifest.json"));
     assert_eq!(manifest["reused_from"], source.display().to_string());
     assert_eq!(manifest["status"], "finished");
     assert!(second
@@ -407,8 +409,7 @@ fn a_sweep_killed_mid_run_ends_as_if_never_killed() {
         state.exists(),
         "the run reached its first checkpoint before the kill"
     );
-    let checkpoint: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let checkpoint = json(&state);
     assert!(skillit(&["sweep", &file, "--out", &killed, "--jobs", "1"])
         .status
         .success());
@@ -417,10 +418,7 @@ fn a_sweep_killed_mid_run_ends_as_if_never_killed() {
     // The resumed run's wall time counts the killed process's work up to its checkpoint (which
     // records it) and the new process's: at least the checkpoint's plus the training and
     // evaluation time added since.
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(&killed).join("runs/stratified-s0/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = json(&Path::new(&killed).join("runs/stratified-s0/manifest.json"));
     let time = |k: &str| manifest[k].as_f64().unwrap();
     let at_kill = |k: &str| checkpoint[k].as_f64().unwrap_or(f64::NAN);
     assert!(at_kill("wall_time") >= at_kill("train_time") + at_kill("eval_time"));
