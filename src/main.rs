@@ -531,12 +531,10 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 ));
             }
             let rows = skillit::stats::select_methods(read_metrics(&dir)?, &methods)?;
-            // The baseline of the sweep file kept in DIR (none beside a metrics.csv named as a
-            // file), where the rows (after --method) have it.
+            // The baseline of the sweep file kept in DIR, where the rows (after --method) have it.
             let baseline = match baseline {
                 Some(b) => Some(b),
-                None => skillit::sweep::recorded_baseline(&dir)?
-                    .filter(|b| skillit::stats::find_method(&rows, b).is_some()),
+                None => skillit::sweep::recorded_baseline(&dir, &rows)?,
             };
             let options = CompareOptions {
                 metric,

@@ -363,7 +363,7 @@ pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
         stats::BOOTSTRAP_REPS,
         stats::BOOTSTRAP_SEED,
     );
-    let baseline = crate::sweep::recorded_baseline(dir)?;
+    let baseline = crate::sweep::recorded_baseline(dir, &rows)?;
     let mut figures = Vec::new();
     let groups: BTreeSet<(String, String)> = rows
         .iter()

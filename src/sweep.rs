@@ -53,7 +53,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{read_toml, set_method_field, Preset, RunConfig};
 use crate::method::MethodSpec;
-use crate::results::{read_metrics, write_atomic, METRICS_COLUMNS};
+use crate::results::{read_metrics, write_atomic, MetricsRow, METRICS_COLUMNS};
 use crate::{Error, Result};
 
 /// A sweep file.
@@ -338,8 +338,10 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
     })
 }
 
-/// The `baseline` of the sweep file a results folder keeps (`DIR/sweep.toml`), if it has one.
-pub fn recorded_baseline(dir: &Path) -> Result<Option<String>> {
+/// The `baseline` of the sweep file a results folder keeps (`DIR/sweep.toml`), if it has one and
+/// `rows` hold that method: a sweep whose baseline runs have not finished yet is compared against
+/// the default baseline, as is a metrics.csv named as a file (no sweep file beside it).
+pub fn recorded_baseline(dir: &Path, rows: &[MetricsRow]) -> Result<Option<String>> {
     let path = dir.join("sweep.toml");
     if !path.exists() {
         return Ok(None);
@@ -347,7 +349,7 @@ pub fn recorded_baseline(dir: &Path) -> Result<Option<String>> {
     let table: toml::Table = read_toml(&path)?;
     match table.get("baseline") {
         None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(toml::Value::String(s)) => Ok(crate::stats::find_method(rows, s)),
         Some(_) => Err(Error::Invalid {
             origin: path.display().to_string(),
             field: "baseline".into(),

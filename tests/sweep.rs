@@ -285,6 +285,28 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     assert_eq!(rows[0][6], "stratified");
     assert_eq!(rows[1][6], "no_graph[eta=0.1;window=3]");
     assert_eq!(rows[1][13], rows[1][15], "{csv}");
+    // A sweep whose baseline runs have not finished (their rows dropped from metrics.csv) is
+    // reported against the default baseline, as `compare` does, instead of failing.
+    let metrics = out.join("metrics.csv");
+    let kept: String = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("no_graph-eta=0.5"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&metrics, kept).unwrap();
+    let report = skillit(&["report", &out_s]);
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("mean over skills; tests against stratified"),
+        "{md}"
+    );
+    assert!(!md.contains("no_graph[eta=0.5;window=3]"), "{md}");
 }
 
 #[test]
