@@ -683,7 +683,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                         .then(|| skillit::sweep::reusable(r, &reuse))
                         .flatten();
                     let status = match &reusable {
-                        Some(from) => format!("reuse {}", from.display()),
+                        Some((from, _)) => format!("reuse {}", from.display()),
                         None => skillit::sweep::run_status(&out, &r.run_id),
                     };
                     if !done && reusable.is_none() {

@@ -414,18 +414,24 @@ pub fn is_done(dir: &Path, run_id: &str, retry_failed: bool) -> bool {
 /// A finished run in one of `from` (sweep folders) that `run` can take over: the folder
 /// `FROM/runs/RUN_ID` whose manifest is finished and whose config is `run`'s to the last field
 /// (training is deterministic, so training it again would give the same metrics). The first
-/// folder of `from` that has one wins.
-pub fn reusable(run: &PlannedRun, from: &[PathBuf]) -> Option<PathBuf> {
+/// folder of `from` that has one wins; with it comes its manifest.
+pub fn reusable(run: &PlannedRun, from: &[PathBuf]) -> Option<(PathBuf, serde_json::Value)> {
     // Both sides go through JSON text, so that floats compare as they were written.
     let wanted = serde_json::to_string(&run.config)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())?;
-    from.iter().map(|d| run_dir(d, &run.run_id)).find(|folder| {
-        read_manifest(folder).is_some_and(|m| {
-            m.get("status").and_then(|s| s.as_str()) == Some("finished")
-                && m.get("config") == Some(&wanted)
-        })
+    from.iter().find_map(|d| {
+        let folder = run_dir(d, &run.run_id);
+        let manifest = read_manifest(&folder)?;
+        (manifest.get("status").and_then(|s| s.as_str()) == Some("finished")
+            && manifest.get("config") == Some(&wanted))
+        .then_some((folder, manifest))
     })
+}
+
+/// The temp folder a run's copy by [`reuse`] goes through.
+fn reuse_tmp(out: &Path, run_id: &str) -> PathBuf {
+    out.join("runs").join(format!(".{run_id}.reuse.tmp"))
 }
 
 /// Checks the `--reuse` folders: each must be a sweep folder (one with `runs/`).
@@ -449,11 +455,11 @@ pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<S
         if is_done(out, &run.run_id, false) {
             continue;
         }
-        let Some(source) = reusable(run, from) else {
+        let Some((source, mut manifest)) = reusable(run, from) else {
             continue;
         };
         let target = run_dir(out, &run.run_id);
-        let tmp = out.join("runs").join(format!(".{}.reuse.tmp", run.run_id));
+        let tmp = reuse_tmp(out, &run.run_id);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
@@ -469,7 +475,6 @@ pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<S
                 write_atomic(&tmp.join(name), &bytes)?;
             }
         }
-        let mut manifest = read_manifest(&source).unwrap_or_default();
         if let Some(fields) = manifest.as_object_mut() {
             fields.insert("reused_from".into(), source.display().to_string().into());
         }
@@ -485,11 +490,13 @@ pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<S
 }
 
 /// Clears what killed processes left in a sweep folder: in the folders of `runs` (this process's
-/// share of the plan), every temp file and stale checkpoint file; at the top, the temp files of
-/// writers that are gone.
+/// share of the plan), every temp file and stale checkpoint file, and the temp folder of a copy by
+/// [`reuse`] that was cut off (the run may be trained instead this time); at the top, the temp
+/// files of writers that are gone.
 pub fn tidy(dir: &Path, runs: &[&PlannedRun]) {
     crate::results::remove_stale_temps(dir, false);
     for run in runs {
+        let _ = std::fs::remove_dir_all(reuse_tmp(dir, &run.run_id));
         let folder = run_dir(dir, &run.run_id);
         if folder.exists() {
             crate::train::tidy_run(&folder);

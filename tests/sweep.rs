@@ -210,6 +210,13 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     assert!(second
         .join("runs/no_graph-eta=0.8-window=3-s0/manifest.json")
         .exists());
+    // The temp folder of a copy that a kill cut off goes when the sweep next starts, though the
+    // run it was for is trained (here: already finished) instead of copied.
+    let stale = second.join("runs/.no_graph-eta=0.8-window=3-s0.reuse.tmp");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("metrics.csv"), "run_id\n").unwrap();
+    assert!(with_reuse(&[]).status.success());
+    assert!(!stale.exists());
 
     // A config that differs in one field (the steps) is trained, not reused.
     let third_file = write(
