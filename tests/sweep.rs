@@ -248,20 +248,24 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     let text = format!("baseline = \"no_graph[eta=0.5;window=3]\"\n{SWEEP}");
     let out = dir.path().join("out");
     sweep_ok(&write(dir.path(), "tiny.toml", &text), &out);
-    let report = skillit(&["report", &out.display().to_string()]);
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let out_s = out.display().to_string();
+    // `skillit report` on the folder, which must succeed: its report.md.
+    let report_md = || {
+        let report = skillit(&["report", &out_s]);
+        assert!(
+            report.status.success(),
+            "{}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        std::fs::read_to_string(out.join("report.md")).unwrap()
+    };
+    let md = report_md();
     assert!(
         md.contains("mean over skills; tests against no_graph[eta=0.5;window=3]"),
         "{md}"
     );
     assert!(!md.contains("no baseline, no tests"), "{md}");
     // `compare` on the folder takes the same baseline unless --baseline names another.
-    let out_s = out.display().to_string();
     let compare_csv = |extra: &[&str]| {
         let mut args = vec!["compare", &out_s, "--format", "csv"];
         args.extend_from_slice(extra);
@@ -302,13 +306,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(&metrics, kept).unwrap();
-    let report = skillit(&["report", &out_s]);
-    assert!(
-        report.status.success(),
-        "{}",
-        String::from_utf8_lossy(&report.stderr)
-    );
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let md = report_md();
     assert!(
         md.contains("mean over skills; tests against stratified"),
         "{md}"
