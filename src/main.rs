@@ -698,11 +698,12 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
                     text += &format!(
                         "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \
-                         (measured on {}: {:.1} ms/step, {:.0} ms/evaluation; curricula add \
-                         their pool scoring)\n",
+                         (measured on {}, {} at once: {:.1} ms/step, {:.0} ms/evaluation; \
+                         curricula add their pool scoring)\n",
                         pending.len(),
                         e.seconds / 60.0,
                         selected.backend,
+                        jobs.min(pending.len()),
                         e.ms_per_step,
                         e.ms_per_eval
                     );

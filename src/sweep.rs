@@ -615,8 +615,10 @@ pub struct Estimate {
     pub seconds: f64,
 }
 
-/// Times 3 training steps (after one warm-up) and one evaluation of the first run's model, and
-/// scales them to the runs' steps and evaluations, `jobs` runs at a time.
+/// Times 3 training steps (after one warm-up) and one evaluation of the first run's model, as many
+/// copies at once as the sweep will train runs at once (`jobs`, at most the runs), so that the
+/// times hold their contention for the cores or the GPU; then scales the slowest copy's times to
+/// the runs' steps and evaluations, that many runs at a time.
 pub fn estimate(
     runs: &[&PlannedRun],
     selected: &crate::device::Selected,
@@ -625,7 +627,22 @@ pub fn estimate(
     let Some(first) = runs.first() else {
         return Ok(None);
     };
-    let speed = crate::train::measure_speed(&first.config, selected, 1, 3, 1)?;
+    let parallel = jobs.min(runs.len()).max(1);
+    let speeds = std::thread::scope(|scope| {
+        let copies: Vec<_> = (0..parallel)
+            .map(|_| scope.spawn(|| crate::train::measure_speed(&first.config, selected, 1, 3, 1)))
+            .collect();
+        copies
+            .into_iter()
+            .map(|c| c.join().expect("a speed measurement does not panic"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let slowest = |f: fn(&crate::train::Speed) -> f64| speeds.iter().map(f).fold(0.0, f64::max);
+    let speed = crate::train::Speed {
+        ms_per_step: slowest(|s| s.ms_per_step),
+        ms_per_eval: slowest(|s| s.ms_per_eval),
+        ..speeds[0].clone()
+    };
     let (step_time, eval_time) = (speed.ms_per_step / 1000.0, speed.ms_per_eval / 1000.0);
     let total: f64 = runs
         .iter()
@@ -637,7 +654,7 @@ pub fn estimate(
     Ok(Some(Estimate {
         ms_per_step: speed.ms_per_step,
         ms_per_eval: speed.ms_per_eval,
-        seconds: total / jobs.min(runs.len()).max(1) as f64,
+        seconds: total / parallel as f64,
     }))
 }
 
