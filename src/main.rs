@@ -703,7 +703,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                         pending.len(),
                         e.seconds / 60.0,
                         selected.backend,
-                        jobs.min(pending.len()),
+                        e.at_once,
                         e.ms_per_step,
                         e.ms_per_eval
                     );

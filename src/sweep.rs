@@ -611,7 +611,9 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 pub struct Estimate {
     pub ms_per_step: f64,
     pub ms_per_eval: f64,
-    /// Wall time of the runs, `jobs` at a time (the curricula's pool scoring not included).
+    /// How many copies were timed at once: as many runs as the sweep trains at once.
+    pub at_once: usize,
+    /// Wall time of the runs, `at_once` at a time (the curricula's pool scoring not included).
     pub seconds: f64,
 }
 
@@ -627,9 +629,9 @@ pub fn estimate(
     let Some(first) = runs.first() else {
         return Ok(None);
     };
-    let parallel = jobs.min(runs.len()).max(1);
+    let at_once = jobs.min(runs.len()).max(1);
     let speeds = std::thread::scope(|scope| {
-        let copies: Vec<_> = (0..parallel)
+        let copies: Vec<_> = (0..at_once)
             .map(|_| scope.spawn(|| crate::train::measure_speed(&first.config, selected, 1, 3, 1)))
             .collect();
         copies
@@ -638,12 +640,8 @@ pub fn estimate(
             .collect::<Result<Vec<_>>>()
     })?;
     let slowest = |f: fn(&crate::train::Speed) -> f64| speeds.iter().map(f).fold(0.0, f64::max);
-    let speed = crate::train::Speed {
-        ms_per_step: slowest(|s| s.ms_per_step),
-        ms_per_eval: slowest(|s| s.ms_per_eval),
-        ..speeds[0].clone()
-    };
-    let (step_time, eval_time) = (speed.ms_per_step / 1000.0, speed.ms_per_eval / 1000.0);
+    let (ms_per_step, ms_per_eval) = (slowest(|s| s.ms_per_step), slowest(|s| s.ms_per_eval));
+    let (step_time, eval_time) = (ms_per_step / 1000.0, ms_per_eval / 1000.0);
     let total: f64 = runs
         .iter()
         .map(|r| {
@@ -652,9 +650,10 @@ pub fn estimate(
         })
         .sum();
     Ok(Some(Estimate {
-        ms_per_step: speed.ms_per_step,
-        ms_per_eval: speed.ms_per_eval,
-        seconds: total / parallel as f64,
+        ms_per_step,
+        ms_per_eval,
+        at_once,
+        seconds: total / at_once as f64,
     }))
 }
 
