@@ -110,8 +110,9 @@ pub struct RunConfig {
     /// Out-of-domain's evaluation skills (1-based), disjoint from the train skills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_skills: Option<Vec<usize>>,
-    /// Weights to start from instead of a fresh initialisation: the `model.bpk` of an earlier run
-    /// of the same model shape and task (continual training; the optimizer starts fresh).
+    /// Weights to start from instead of a fresh initialisation: a base folder (`bases/NAME`, whose
+    /// model the run then has) or the `model.bpk` of an earlier run of the same model shape and
+    /// vocabulary (continual training; the optimizer starts fresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
 }
@@ -197,17 +198,9 @@ impl Preset {
 
     /// The preset's run config for `task` (`lego` or `addition`).
     pub fn config(self, task: &str) -> RunConfig {
-        let addition = task == "addition";
         let (task, model, training) = match self {
             Preset::Laptop => (
-                if addition {
-                    TaskSpec::Addition { k: 3 }
-                } else {
-                    TaskSpec::Lego {
-                        k: 3,
-                        graph: Default::default(),
-                    }
-                },
+                preset_task(task, 3),
                 ModelConfig {
                     d_model: 64,
                     n_layers: 2,
@@ -226,14 +219,7 @@ impl Preset {
                 },
             ),
             Preset::Paper => (
-                if addition {
-                    TaskSpec::Addition { k: 3 }
-                } else {
-                    TaskSpec::Lego {
-                        k: 5,
-                        graph: Default::default(),
-                    }
-                },
+                preset_task(task, 5),
                 ModelConfig::default(),
                 TrainingConfig {
                     steps: 6000,
@@ -254,6 +240,18 @@ impl Preset {
             eval_skills: None,
             init: None,
         }
+    }
+}
+
+/// A preset's task: addition k = 3, recall or LEGO (chain) with `k` clauses.
+fn preset_task(task: &str, k: usize) -> TaskSpec {
+    match task {
+        "addition" => TaskSpec::Addition { k: 3 },
+        "recall" => TaskSpec::Recall { k },
+        _ => TaskSpec::Lego {
+            k,
+            graph: Default::default(),
+        },
     }
 }
 
@@ -296,7 +294,26 @@ pub(crate) fn merge<T: Serialize + for<'de> Deserialize<'de>>(
         })
 }
 
+/// The model a run starts from before its own `[model]` fields: a base folder's model when `init`
+/// names one (its shape is the base's), else the preset's.
+pub fn start_model(init: Option<&Path>, preset: &ModelConfig) -> Result<ModelConfig> {
+    match init {
+        Some(path) if crate::model::base::Base::is_base(path) => {
+            Ok(crate::model::base::Base::open(path)?.manifest.model)
+        }
+        _ => Ok(preset.clone()),
+    }
+}
+
 impl RunConfig {
+    /// Starts the run from `path` (a base folder or a run's model.bpk); a base folder also gives
+    /// the run its model.
+    pub fn start_from(&mut self, path: &Path) -> Result<()> {
+        self.model = start_model(Some(path), &self.model)?;
+        self.init = Some(path.to_path_buf());
+        Ok(())
+    }
+
     /// The skills the run trains on (see [`RunConfig::train_skills`]'s field docs).
     pub fn train_skills(&self, task: &dyn skillit_synthetic::Task) -> Vec<usize> {
         if let Some(s) = &self.train_skills {
@@ -327,7 +344,12 @@ impl RunConfig {
         let config = RunConfig {
             setting: file.setting.unwrap_or(base.setting.clone()),
             task: file.task.unwrap_or(base.task.clone()),
-            model: merge(&base.model, file.model, &origin, "model")?,
+            model: merge(
+                &start_model(file.init.as_deref(), &base.model)?,
+                file.model,
+                &origin,
+                "model",
+            )?,
             training: merge(&base.training, file.training, &origin, "training")?,
             method: file.method.unwrap_or(base.method.clone()),
             seed: file.seed.unwrap_or(base.seed),
@@ -354,6 +376,12 @@ impl RunConfig {
             field: "task".into(),
             message: e.to_string(),
         })?;
+        // A folder must be a base whose weights match its manifest, read by this run's task
+        // (a file may be a stage's weights that a sweep has yet to train).
+        if let Some(path) = self.init.as_deref().filter(|p| p.is_dir()) {
+            crate::model::base::init_weights(path)?;
+            crate::model::base::Base::open(path)?.check_vocab(task.name(), task.vocab().name())?;
+        }
         self.model.validate(origin)?;
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are
         // checked against it when the examples are encoded.

@@ -15,6 +15,18 @@ pub const VALIDATION_PER_SKILL: usize = 100;
 pub enum TaskName {
     Lego,
     Addition,
+    /// The base corpus: one-hop recall in LEGO's clause format (no chains).
+    Recall,
+}
+
+impl TaskName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskName::Lego => "lego",
+            TaskName::Addition => "addition",
+            TaskName::Recall => "recall",
+        }
+    }
 }
 
 /// Which examples to draw: a run's training stream or the fixed validation set.
@@ -57,9 +69,10 @@ impl std::str::FromStr for SkillSelection {
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub task: TaskName,
-    /// Variables (LEGO) or digits (addition); `None` takes the task's default (5 or 3).
+    /// Variables (LEGO), digits (addition) or clauses (recall); `None` takes the task's default
+    /// (5, 3, 5).
     pub k: Option<usize>,
-    /// LEGO's dependency graph; `None` is the chain. An error for addition.
+    /// LEGO's dependency graph; `None` is the chain. An error for the other tasks.
     pub graph: Option<LegoGraph>,
     pub skill: SkillSelection,
     pub split: Split,
@@ -72,22 +85,26 @@ pub struct GenerateRequest {
 impl GenerateRequest {
     /// The task this request describes, checked.
     pub fn task_spec(&self) -> Result<TaskSpec> {
+        if let (Some(g), false) = (self.graph, self.task == TaskName::Lego) {
+            return Err(Error::flag(
+                "--graph",
+                format!(
+                    "'{g}' applies only to --task lego; {} has no graph",
+                    self.task.as_str()
+                ),
+            ));
+        }
         Ok(match self.task {
             TaskName::Lego => TaskSpec::Lego {
                 k: self.k.unwrap_or(5),
                 graph: self.graph.unwrap_or_default(),
             },
-            TaskName::Addition => {
-                if let Some(g) = self.graph {
-                    return Err(Error::flag(
-                        "--graph",
-                        format!("'{g}' applies only to --task lego; addition has no graph"),
-                    ));
-                }
-                TaskSpec::Addition {
-                    k: self.k.unwrap_or(3),
-                }
-            }
+            TaskName::Addition => TaskSpec::Addition {
+                k: self.k.unwrap_or(3),
+            },
+            TaskName::Recall => TaskSpec::Recall {
+                k: self.k.unwrap_or(5),
+            },
         })
     }
 

@@ -15,6 +15,7 @@ pub mod graph;
 pub mod graph_learn;
 pub mod method;
 pub mod model;
+pub mod pretrain;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -163,6 +163,10 @@ enum Command {
         /// seed instead of the pretrained ones (the paper's model trained from scratch).
         #[arg(long)]
         random_init: bool,
+        /// Start from a base folder (`bases/NAME`, e.g. `bases/recall8`: its model and weights) or
+        /// an earlier run's model.bpk of the same shape, instead of a fresh initialisation.
+        #[arg(long, value_name = "PATH")]
+        init: Option<PathBuf>,
     },
     /// Run a sweep file: every method × grid point × seed into DIR/runs/RUN_ID, resumably, then
     /// DIR/metrics.csv and DIR/runs.csv.
@@ -259,6 +263,10 @@ enum Command {
     /// Learn a skills graph from short probe trainings, or show a learned one.
     #[command(subcommand)]
     Graph(GraphCommand),
+    /// Pretrain a base (the analogue of the paper's pretrained LM) that runs start from with
+    /// `--init bases/NAME`, or show one.
+    #[command(subcommand)]
+    Base(BaseCommand),
     /// Rebuild DIR/metrics.csv and DIR/runs.csv from a sweep's run folders.
     Collect {
         /// A sweep's results folder (holding sweep.toml).
@@ -277,6 +285,31 @@ enum Command {
         /// The report file (default: DIR/report.md).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BaseCommand {
+    /// Pretrain a base from a recipe (TOML: model, seed, [[stages]] on corpus tasks, [[serves]])
+    /// and write OUT/model.bpk and OUT/base.json (the recipe, each stage's record, the weights'
+    /// SHA-256, the base's step-0 accuracy on the tasks it serves). Each stage trains in
+    /// OUT/stages/N-TASK/ and resumes; a finished stage is kept, so the same command continues a
+    /// killed build. A stage that ends above its `converged_loss` stops the build. See
+    /// src/pretrain.rs for the format.
+    Build {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// The base folder to write (e.g. bases/NAME).
+        #[arg(long)]
+        out: PathBuf,
+        /// The backend, as for `train`.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: DeviceKind,
+    },
+    /// Check a base folder's weights against its manifest and print its record.
+    Show {
+        /// The base folder.
+        dir: PathBuf,
     },
 }
 
@@ -444,10 +477,7 @@ fn base_config(
     preset: Option<Preset>,
     config: Option<&std::path::Path>,
 ) -> skillit::Result<(RunConfig, &'static str)> {
-    let task_name = match task {
-        Some(TaskName::Addition) => "addition",
-        _ => "lego",
-    };
+    let task_name = task.map_or("lego", TaskName::as_str);
     let mut run = match config {
         Some(path) => RunConfig::from_file(path, preset, task_name)?,
         None => preset.unwrap_or(Preset::Laptop).config(task_name),
@@ -563,8 +593,12 @@ fn run(cli: Cli) -> skillit::Result<()> {
             model,
             weights,
             random_init,
+            init,
         } => {
             let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
+            if let Some(path) = &init {
+                run.start_from(path)?;
+            }
             set_model(&mut run, model, weights, random_init);
             if let Some(m) = method {
                 let k = run.task.build()?.num_skills();
@@ -932,6 +966,56 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 started.elapsed().as_secs_f64()
             );
             Ok(())
+        }
+        Command::Base(BaseCommand::Build {
+            recipe,
+            out,
+            device,
+        }) => {
+            let recipe = skillit::pretrain::Recipe::read(&recipe)?;
+            let selected = skillit::device::select(device)?;
+            let total: u64 = recipe.stages.iter().map(|(c, _)| c.training.steps).sum();
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            let mut before = 0;
+            let mut last_loss = f64::NAN;
+            let manifest = skillit::pretrain::build(&recipe, &out, &selected, &mut |event| {
+                match event {
+                    skillit::pretrain::BuildEvent::Stage {
+                        stage, progress, ..
+                    } => match progress {
+                        Progress::Step { step, loss } => {
+                            bar.set_position(before + step);
+                            bar.set_message(format!(
+                                "stage {stage}: loss {loss:.4}, val loss {last_loss:.4}"
+                            ));
+                        }
+                        Progress::Eval { loss, .. } => last_loss = loss,
+                        Progress::RoundEnd { .. } => {}
+                    },
+                    skillit::pretrain::BuildEvent::StageDone { stage, reused } => {
+                        before += recipe.stages[stage - 1].0.training.steps;
+                        bar.set_position(before);
+                        if reused {
+                            bar.println(format!("stage {stage}: finished before, kept"));
+                        }
+                    }
+                }
+            })?;
+            bar.finish();
+            emit(&skillit::report::base_table(&manifest))?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Base(BaseCommand::Show { dir }) => {
+            let base = skillit::model::base::Base::open(&dir)?;
+            emit(&skillit::report::base_table(&base.manifest))
         }
         Command::Graph(GraphCommand::Show { file, threshold }) => {
             let text = std::fs::read_to_string(&file).map_err(|e| skillit::Error::Invalid {

@@ -872,3 +872,51 @@ pub fn skill_table(manifest: &crate::train::Manifest) -> String {
     );
     out
 }
+
+/// A base's record as text: its model, each stage's final validation loss and accuracy, and its
+/// step-0 accuracy on every task it serves.
+pub fn base_table(manifest: &crate::model::base::BaseManifest) -> String {
+    let m = &manifest.model;
+    let row = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = format!(
+        "base {} ({} vocabulary): d_model {} × {} layers × {} heads, d_ff {}, conv_kernel {}; \
+         seed {}; sha256 {}\n",
+        manifest.name,
+        manifest.vocab,
+        m.d_model,
+        m.n_layers,
+        m.n_heads,
+        m.d_ff,
+        m.conv_kernel,
+        manifest.seed,
+        manifest.sha256
+    );
+    for (i, s) in manifest.stages.iter().enumerate() {
+        out += &format!(
+            "stage {}: {} with {}, {} steps ({:.0} s, {:.1} ms/step): val loss {} (≤ {}), acc {}\n",
+            i + 1,
+            s.task,
+            s.method,
+            s.steps,
+            s.wall_time_s,
+            s.ms_per_step,
+            row(&s.final_loss),
+            s.converged_loss,
+            row(&s.final_accuracy)
+        );
+    }
+    for z in &manifest.step_zero {
+        out += &format!(
+            "step 0 on {}: acc {} (loss {})\n",
+            z.task,
+            row(&z.accuracy),
+            row(&z.loss)
+        );
+    }
+    out
+}

@@ -42,6 +42,9 @@
 //! The base runs' rows are in `metrics.csv` under the setting `base`, so `compare` and `report`
 //! show them apart from the methods compared, and `runs.csv` has their cost.
 //!
+//! `init = "bases/NAME"` (top level) starts every run from a committed base (its model and
+//! weights; with a `[base]` stage, the stage's runs start from it).
+//!
 //! `baseline = "LABEL"` (top level) names the method `skillit report` tests the others against
 //! (default: stratified): a method name that one entry has, or a label `method[params]` as in
 //! `metrics.csv` (`skill_it[eta=0.5;window=3]`).
@@ -76,6 +79,10 @@ struct SweepFile {
     methods: Vec<toml::Table>,
     #[serde(default)]
     base: Option<toml::Table>,
+    /// What every run starts from: a base folder (`bases/NAME`, which also gives the model) or a
+    /// run's model.bpk. With a `[base]` stage, the stage's runs start from it.
+    #[serde(default)]
+    init: Option<PathBuf>,
     /// The method `skillit report` tests the others against: a label (`skill_it[eta=0.5;window=3]`)
     /// or a method name that one entry has (default: stratified).
     #[serde(default)]
@@ -192,7 +199,8 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
         .preset
         .unwrap_or(Preset::Laptop)
         .config(file.task.name());
-    let model = crate::config::merge(&base_preset.model, file.model.clone(), &origin, "model")?;
+    let start = crate::config::start_model(file.init.as_deref(), &base_preset.model)?;
+    let model = crate::config::merge(&start, file.model.clone(), &origin, "model")?;
     let training = crate::config::merge(
         &base_preset.training,
         file.training.clone(),
@@ -225,7 +233,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                 target: None,
                 train_skills: None,
                 eval_skills: None,
-                init: None,
+                init: file.init.clone(),
             };
             config.validate(&origin).map_err(|e| match e {
                 Error::Invalid {
@@ -284,7 +292,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                     target: file.target,
                     train_skills: None,
                     eval_skills: None,
-                    init: bases.get(&seed).cloned(),
+                    init: bases.get(&seed).cloned().or_else(|| file.init.clone()),
                 };
                 config.validate(&origin)?;
                 let task = config.task.build()?;

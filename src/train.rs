@@ -615,7 +615,9 @@ pub fn train(
     // The validation set in the model's ids (the task's own for the scratch model).
     let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
     if let Some(path) = &config.init {
-        model = model.try_load_file(path).map_err(|e| Error::Invalid {
+        // A base folder was checked (fingerprint, vocabulary) by `validate` above.
+        let weights = crate::model::base::init_weights(path)?;
+        model = model.try_load_file(&weights).map_err(|e| Error::Invalid {
             origin: path.display().to_string(),
             field: "init".into(),
             message: format!("cannot be loaded as this run's model: {e:?}"),

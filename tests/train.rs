@@ -74,6 +74,15 @@ fn the_model_overfits_a_tiny_fixed_batch() {
 }
 
 fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Manifest {
+    short_run_with(out, device, steps, 0)
+}
+
+fn short_run_with(
+    out: &Path,
+    device: DeviceKind,
+    steps: u64,
+    conv_kernel: usize,
+) -> skillit::train::Manifest {
     // Only skill 1 (the root, whose bit is the only literal in the input): learnable in a few
     // hundred steps by a small model.
     let config = RunConfig {
@@ -84,6 +93,7 @@ fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Mani
             n_layers: 2,
             n_heads: 4,
             d_ff: 128,
+            conv_kernel,
             ..tiny_model()
         },
         training: TrainingConfig {
@@ -151,20 +161,72 @@ fn wgpu_agrees_with_flex() {
         eprintln!("skipped: {message}");
         return;
     }
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let flex = short_run(a.path(), DeviceKind::Flex, 20);
-    let wgpu = short_run(b.path(), DeviceKind::Wgpu, 20);
-    assert_eq!(flex.evaluations.len(), wgpu.evaluations.len());
-    for (f, g) in flex.evaluations.iter().zip(&wgpu.evaluations) {
-        for (lf, lg) in f.loss.iter().zip(&g.loss) {
-            assert!(
-                (lf - lg).abs() < 2e-3,
-                "step {}: flex {lf} vs wgpu {lg}",
-                f.step
-            );
+    // Without and with the causal convolution (conv_kernel 4).
+    for conv_kernel in [0, 4] {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let flex = short_run_with(a.path(), DeviceKind::Flex, 20, conv_kernel);
+        let wgpu = short_run_with(b.path(), DeviceKind::Wgpu, 20, conv_kernel);
+        assert_eq!(flex.evaluations.len(), wgpu.evaluations.len());
+        for (f, g) in flex.evaluations.iter().zip(&wgpu.evaluations) {
+            for (lf, lg) in f.loss.iter().zip(&g.loss) {
+                assert!(
+                    (lf - lg).abs() < 2e-3,
+                    "conv_kernel {conv_kernel}, step {}: flex {lf} vs wgpu {lg}",
+                    f.step
+                );
+            }
         }
     }
+}
+
+#[test]
+fn the_convolution_model_is_causal_and_the_convolution_is_used() {
+    // Changing token t changes no output before t; the convolution reaches t + 1..t + 3 through
+    // its taps (and everything after through attention).
+    let device = select(DeviceKind::Flex).unwrap().device.autodiff();
+    let config = ModelConfig {
+        conv_kernel: 4,
+        n_layers: 2,
+        ..tiny_model()
+    };
+    let vocab = 36;
+    let tokens: Vec<i64> = (0..24).map(|i| (i * 7 + 3) % vocab).collect();
+    let logits = |config: &ModelConfig, tokens: &[i64]| -> Vec<f32> {
+        let mut init = stream_rng(5, Purpose(99), 0);
+        let model = config.init(vocab as usize, &mut init, &device);
+        let input = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(tokens.to_vec(), [2, 12]),
+            &device,
+        );
+        model.forward(input).into_data().try_to_vec::<f32>().unwrap()
+    };
+    let before = logits(&config, &tokens);
+    let t = 6;
+    let mut changed = tokens.clone();
+    changed[t] = (changed[t] + 1) % vocab; // row 0, position 6
+    let after = logits(&config, &changed);
+    let per_position = vocab as usize;
+    for pos in 0..12 {
+        let row0 = |v: &[f32]| v[pos * per_position..(pos + 1) * per_position].to_vec();
+        let row1 = |v: &[f32]| v[(12 + pos) * per_position..(13 + pos) * per_position].to_vec();
+        if pos < t {
+            assert_eq!(row0(&before), row0(&after), "position {pos} saw the future");
+        } else {
+            assert_ne!(row0(&before), row0(&after), "position {pos} ignores token {t}");
+        }
+        // The other row of the batch is untouched.
+        assert_eq!(row1(&before), row1(&after));
+    }
+    // The convolution changes the model: the same seed without it computes other logits.
+    let plain = logits(
+        &ModelConfig {
+            conv_kernel: 0,
+            ..config.clone()
+        },
+        &tokens,
+    );
+    assert_ne!(before, plain);
 }
 
 #[test]

@@ -295,22 +295,7 @@ pub struct WeightsRecord {
 
 /// The fingerprint of the snapshot folder `dir`: its weights file, config.json and tokenizer.json.
 pub fn fingerprint(dir: &Path) -> Result<WeightsRecord> {
-    use sha2::{Digest, Sha256};
-    let hash = |path: &Path| -> Result<(String, u64)> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let mut hasher = Sha256::new();
-        let bytes = std::io::copy(&mut file, &mut hasher).map_err(io)?;
-        let hex = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Ok((hex, bytes))
-    };
+    let hash = super::sha256_file;
     let file = weights_file(dir)?;
     let (sha256, bytes) = hash(&file)?;
     Ok(WeightsRecord {

@@ -31,15 +31,15 @@ pub static VOCAB: &Vocab = &Vocab::new(
     ],
 );
 
-const INPUT: u32 = 1;
-const OUTPUT: u32 = 2;
-const EQ: u32 = 3;
-const VAL: u32 = 4;
-const NOT: u32 = 5;
-const COMMA: u32 = 6;
-const DOT: u32 = 7;
-const BIT0: u32 = 8;
-const LETTER_A: u32 = 10;
+pub(crate) const INPUT: u32 = 1;
+pub(crate) const OUTPUT: u32 = 2;
+pub(crate) const EQ: u32 = 3;
+pub(crate) const VAL: u32 = 4;
+pub(crate) const NOT: u32 = 5;
+pub(crate) const COMMA: u32 = 6;
+pub(crate) const DOT: u32 = 7;
+pub(crate) const BIT0: u32 = 8;
+pub(crate) const LETTER_A: u32 = 10;
 
 /// The default number of variables (the paper's k).
 pub const DEFAULT_K: usize = 5;

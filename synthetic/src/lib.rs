@@ -7,6 +7,8 @@
 //!   (SPEC §2).
 //! - [`Addition`]: *k*-digit addition; skill *i* asks the *i*-th digit of the sum from the ones digit
 //!   (SPEC §3).
+//! - [`Recall`]: the pre-training corpus of a base model: one-hop lookup in LEGO's clause format,
+//!   with and without operators, and no chains (SPEC §12).
 //!
 //! Every example is a sequence of word-level tokens from the task's fixed [`Vocab`]; the answer is one
 //! token. [`ValidationSet`] and [`TrainStream`] build the datasets: fixed validation sets, and per-skill
@@ -18,11 +20,13 @@
 mod addition;
 mod dataset;
 mod lego;
+mod recall;
 mod vocab;
 
 pub use addition::Addition;
 pub use dataset::{stream_rng, Purpose, TrainStream, ValidationSet};
 pub use lego::{Lego, LegoGraph};
+pub use recall::Recall;
 pub use vocab::{Vocab, PAD};
 
 use serde::{Deserialize, Serialize};
@@ -108,7 +112,7 @@ impl Example {
 
 /// A skill-structured synthetic task.
 pub trait Task: Send + Sync {
-    /// The task's name (`lego`, `addition`).
+    /// The task's name (`lego`, `addition`, `recall`).
     fn name(&self) -> &'static str;
 
     /// The number of skills k; skill ids are 1..=k.
@@ -174,6 +178,11 @@ pub enum TaskSpec {
         #[serde(default = "default_addition_k")]
         k: usize,
     },
+    /// The base corpus: one-hop recall over k clauses in LEGO's vocabulary.
+    Recall {
+        #[serde(default = "default_lego_k")]
+        k: usize,
+    },
 }
 
 fn default_lego_k() -> usize {
@@ -185,11 +194,12 @@ fn default_addition_k() -> usize {
 }
 
 impl TaskSpec {
-    /// The task's name (`lego`, `addition`), as [`Task::name`] gives it once built.
+    /// The task's name (`lego`, `addition`, `recall`), as [`Task::name`] gives it once built.
     pub fn name(&self) -> &'static str {
         match self {
             TaskSpec::Lego { .. } => "lego",
             TaskSpec::Addition { .. } => "addition",
+            TaskSpec::Recall { .. } => "recall",
         }
     }
 
@@ -198,6 +208,7 @@ impl TaskSpec {
         Ok(match *self {
             TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
+            TaskSpec::Recall { k } => Box::new(Recall::new(k)?),
         })
     }
 }

@@ -20,6 +20,11 @@ impl Vocab {
         Self { name, words }
     }
 
+    /// The vocabulary's name (`lego`, `addition`): tasks that share a name share the ids.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// The number of tokens (the model's vocabulary size).
     pub fn len(&self) -> usize {
         self.words.len()

@@ -1,0 +1,229 @@
+//! Recall: the pre-training corpus of a base model (SPEC §12). One-hop lookup in LEGO's clause
+//! format, with no chains: every clause states its variable's bit, and the query asks one of them.
+//!
+//! ```text
+//! s1 (literal):   Input: b = val 1 , v = val 0 , h = val 1 , u = val 1 , q = val 0 . Output: v = val 0
+//! s2 (operators): Input: b = not 1 , v = val 0 , h = not 0 , u = val 1 , q = not 1 . Output: h = val 1
+//! ```
+//!
+//! A clause `x = val d` gives x the bit d, `x = not d` the bit 1 − d; the answer is the queried
+//! variable's bit. This is the ability a pretrained LM brings to LEGO (find the clause that names the
+//! queried variable, read its bit, apply its operator) without any LEGO chain: no clause refers to
+//! another variable, so a model trained on it has seen no skill of LEGO beyond the root's literal
+//! bit. It uses LEGO's vocabulary and sequence layout (5k + 6 tokens), so a base trained on it
+//! continues on LEGO with the same token ids and positions.
+//!
+//! Names, bits, operators, clause order and the queried clause are uniform and independent.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
+
+use crate::lego::{self, VOCAB};
+use crate::{Error, Example, Task, TaskRng, Vocab};
+
+/// The number of skills: literal recall, recall through an operator.
+pub const SKILLS: usize = 2;
+
+/// One-hop recall over k literal clauses.
+#[derive(Debug, Clone)]
+pub struct Recall {
+    k: usize,
+}
+
+impl Recall {
+    /// Recall over `k` clauses (2..=26, single-letter names as in LEGO).
+    pub fn new(k: usize) -> Result<Self, Error> {
+        if !(lego::MIN_K..=lego::MAX_K).contains(&k) {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "k",
+                value: k.to_string(),
+                allowed: format!("k must be in {}..={}", lego::MIN_K, lego::MAX_K),
+            });
+        }
+        Ok(Self { k })
+    }
+
+    /// The number of clauses.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+}
+
+impl Task for Recall {
+    fn name(&self) -> &'static str {
+        "recall"
+    }
+
+    fn num_skills(&self) -> usize {
+        SKILLS
+    }
+
+    fn skill_name(&self, id: usize) -> String {
+        match id {
+            1 => "s1 (literal)".into(),
+            _ => "s2 (operators)".into(),
+        }
+    }
+
+    fn vocab(&self) -> &'static Vocab {
+        VOCAB
+    }
+
+    fn seq_len(&self) -> usize {
+        5 * self.k + 6
+    }
+
+    fn default_val_seed(&self) -> u64 {
+        4242
+    }
+
+    fn example(&self, skill: usize, rng: &mut TaskRng) -> Example {
+        let k = self.k;
+        let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
+        let (names, _) = letters.partial_shuffle(rng, k);
+        let name = |n: usize| lego::LETTER_A + names[n] as u32;
+        let bits = rng.next_u32();
+        // Operators only for s2: bit n set = `not`.
+        let nots = if skill == 1 { 0 } else { rng.next_u32() };
+        let queried = rng.random_range(0..k);
+        // Clause n (in order of appearance) names variable n: the names are already a uniform
+        // permutation, so no separate order is drawn.
+        let written = |n: usize| (bits >> n) & 1;
+        let negated = |n: usize| (nots >> n) & 1;
+        let mut tokens = Vec::with_capacity(self.seq_len());
+        tokens.push(lego::INPUT);
+        for n in 0..k {
+            if n > 0 {
+                tokens.push(lego::COMMA);
+            }
+            let op = if negated(n) == 1 {
+                lego::NOT
+            } else {
+                lego::VAL
+            };
+            tokens.extend([name(n), lego::EQ, op, lego::BIT0 + written(n)]);
+        }
+        let answer = written(queried) ^ negated(queried);
+        tokens.extend([
+            lego::DOT,
+            lego::OUTPUT,
+            name(queried),
+            lego::EQ,
+            lego::VAL,
+            lego::BIT0 + answer,
+        ]);
+        debug_assert_eq!(tokens.len(), self.seq_len());
+        Example {
+            skill,
+            answer_pos: tokens.len() - 1,
+            tokens,
+        }
+    }
+
+    fn capacity(&self, skill: usize) -> u128 {
+        // Ordered names P(26, k) × 2^k bits (× 2^k operators for s2) × k queries.
+        let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
+        let per_clause: u128 = if skill == 1 { 2 } else { 4 };
+        (0..self.k)
+            .fold(names, |acc, _| acc.saturating_mul(per_clause))
+            .saturating_mul(self.k as u128)
+    }
+
+    fn describe(&self) -> String {
+        format!("recall k={}", self.k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_rng;
+    use crate::Purpose;
+
+    /// Reads an example back from its text: (name, operator, bit) per clause, the queried name and
+    /// the answer.
+    fn parse(e: &Example) -> (Vec<(String, String, u32)>, String, u32) {
+        let text = e.text(VOCAB);
+        let (input, output) = text.split_once(" . Output: ").unwrap();
+        let clauses = input
+            .trim_start_matches("Input: ")
+            .split(" , ")
+            .map(|c| {
+                let w: Vec<&str> = c.split(' ').collect();
+                assert_eq!(w[1], "=");
+                (w[0].to_string(), w[2].to_string(), w[3].parse().unwrap())
+            })
+            .collect();
+        let w: Vec<&str> = output.split(' ').collect();
+        assert_eq!(&w[1..3], ["=", "val"]);
+        (clauses, w[0].to_string(), w[3].parse().unwrap())
+    }
+
+    #[test]
+    fn the_answer_is_the_queried_clause_through_its_operator() {
+        let task = Recall::new(5).unwrap();
+        let mut rng = stream_rng(3, Purpose::TRAIN, 0);
+        let mut saw_not = false;
+        for skill in [1, 2] {
+            for _ in 0..500 {
+                let e = task.example(skill, &mut rng);
+                assert_eq!(e.tokens.len(), 31);
+                assert_eq!(e.answer_pos, 30);
+                let (clauses, queried, answer) = parse(&e);
+                assert_eq!(clauses.len(), 5);
+                let mut names: Vec<&String> = clauses.iter().map(|c| &c.0).collect();
+                names.sort();
+                names.dedup();
+                assert_eq!(names.len(), 5, "names are distinct");
+                let (_, op, bit) = clauses.iter().find(|c| c.0 == queried).unwrap();
+                // No chains: every clause's right side is a bit, never a variable.
+                assert!(clauses.iter().all(|c| c.2 <= 1));
+                if skill == 1 {
+                    assert!(clauses.iter().all(|c| c.1 == "val"));
+                }
+                saw_not |= op == "not";
+                let expected = if op == "not" { 1 - bit } else { *bit };
+                assert_eq!(answer, expected);
+            }
+        }
+        assert!(saw_not);
+    }
+
+    #[test]
+    fn draws_are_balanced_and_deterministic() {
+        let task = Recall::new(5).unwrap();
+        let draw = |seed| {
+            let mut rng = stream_rng(seed, Purpose::TRAIN, 2);
+            (0..2000)
+                .map(|_| task.example(2, &mut rng))
+                .collect::<Vec<_>>()
+        };
+        let a = draw(7);
+        assert_eq!(a, draw(7));
+        assert_ne!(a, draw(8));
+        // Answers and the queried clause's position are uniform: 1000 ± 4σ (σ = √500 ≈ 22).
+        let ones = a.iter().filter(|e| e.answer_token() == lego::BIT0 + 1).count();
+        assert!((910..=1090).contains(&ones), "{ones} ones of 2000");
+        let nots = a
+            .iter()
+            .map(|e| {
+                let (clauses, queried, _) = parse(e);
+                clauses.iter().find(|c| c.0 == queried).unwrap().1 == "not"
+            })
+            .filter(|&n| n)
+            .count();
+        assert!((910..=1090).contains(&nots), "{nots} negated of 2000");
+    }
+
+    #[test]
+    fn k_range_and_capacity() {
+        assert!(Recall::new(1).is_err());
+        assert!(Recall::new(27).is_err());
+        // k = 2: 26·25 ordered names × 2² bits × 2 queries; with operators × 2² more.
+        let r = Recall::new(2).unwrap();
+        assert_eq!(r.capacity(1), 26 * 25 * 4 * 2);
+        assert_eq!(r.capacity(2), 26 * 25 * 16 * 2);
+        assert_eq!(r.seq_len(), Recall::new(2).unwrap().seq_len());
+    }
+}

@@ -1,0 +1,159 @@
+//! Bases: `skillit base build` pretrains stage by stage, refuses a stage that did not converge,
+//! writes a folder whose weights match its manifest, and runs start from it with the base's model;
+//! the committed base is the one its manifest describes.
+
+use std::path::Path;
+
+use skillit::config::{start_model, RunConfig, TrainingConfig};
+use skillit::device::{select, DeviceKind};
+use skillit::method::MethodSpec;
+use skillit::model::base::Base;
+use skillit::pretrain::{build, evaluate_weights, BuildEvent, Recipe};
+use skillit::synthetic::{LegoGraph, TaskSpec};
+use skillit::train::{train, Flow};
+
+const RECIPE: &str = r#"
+name = "tiny"
+seed = 1
+[model]
+d_model = 32
+n_layers = 2
+n_heads = 2
+d_ff = 64
+context = 32
+conv_kernel = 4
+[[stages]]
+task = { name = "recall", k = 3 }
+method = { name = "fixed", weights = [1, 0] }
+converged_loss = CONVERGED
+training = { steps = 20, warmup = 5, eval_every = 10, steps_per_round = 10, val_per_skill = 20 }
+[[stages]]
+task = { name = "recall", k = 3 }
+converged_loss = 10.0
+training = { steps = 20, warmup = 5, eval_every = 10, val_per_skill = 20 }
+[[serves]]
+name = "lego"
+k = 3
+"#;
+
+fn recipe(dir: &Path, converged: &str) -> Recipe {
+    let path = dir.join("recipe.toml");
+    std::fs::write(&path, RECIPE.replace("CONVERGED", converged)).unwrap();
+    Recipe::read(&path).unwrap()
+}
+
+fn lego(k: usize) -> TaskSpec {
+    TaskSpec::Lego {
+        k,
+        graph: LegoGraph::Chain,
+    }
+}
+
+#[test]
+fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("base");
+    let recipe = recipe(tmp.path(), "10.0");
+    let selected = select(DeviceKind::Flex).unwrap();
+    let mut events = Vec::new();
+    let manifest = build(&recipe, &out, &selected, &mut |e| {
+        if let BuildEvent::StageDone { stage, reused } = e {
+            events.push((stage, reused));
+        }
+    })
+    .unwrap();
+    assert_eq!(events, [(1, false), (2, false)]);
+    assert_eq!(manifest.stages.len(), 2);
+    assert_eq!(manifest.stages[0].steps, 20);
+    assert_eq!(manifest.stages[0].method, "fixed[weights=1:0]");
+    assert_eq!(manifest.vocab, "lego");
+    assert_eq!(manifest.model.conv_kernel, 4);
+    assert!(manifest.recipe.contains("name = \"tiny\""));
+
+    // Stage 2 started from stage 1's weights.
+    let stage2: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("stages/2-recall/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stage2["config"]["init"].as_str().unwrap(),
+        out.join("stages/1-recall/model.bpk").display().to_string()
+    );
+
+    // The folder opens (its weights match the fingerprint), and its step-0 record is what the
+    // weights give on LEGO's validation set.
+    let base = Base::open(&out).unwrap();
+    assert_eq!(base.manifest, manifest);
+    let zero = &manifest.step_zero[0];
+    assert_eq!(zero.task, "lego k=3 graph=chain");
+    let again = evaluate_weights(
+        &manifest.model,
+        lego(3).build().unwrap().as_ref(),
+        &base.weights(),
+        &selected,
+    )
+    .unwrap();
+    assert_eq!(again.accuracy, zero.accuracy);
+    assert_eq!(again.loss, zero.loss);
+
+    // A run with `init` = the folder gets the base's model, and its step-0 evaluation is the
+    // base's.
+    let run = RunConfig {
+        setting: "pretrain".into(),
+        task: lego(3),
+        model: start_model(Some(&out), &Default::default()).unwrap(),
+        training: TrainingConfig {
+            steps: 10,
+            warmup: 2,
+            eval_every: 10,
+            ..TrainingConfig::default()
+        },
+        method: MethodSpec::Stratified,
+        seed: 4,
+        target: None,
+        train_skills: None,
+        eval_skills: None,
+        init: Some(out.clone()),
+    };
+    assert_eq!(run.model, manifest.model);
+    let m = train(&run, &selected, &tmp.path().join("run"), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    assert_eq!(m.evaluations[0].step, 0);
+    assert_eq!(m.evaluations[0].accuracy, zero.accuracy);
+    for (a, b) in m.evaluations[0].loss.iter().zip(&zero.loss) {
+        assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    }
+
+    // Building again keeps the finished stages and writes the same weights.
+    let mut events = Vec::new();
+    let rebuilt = build(&recipe, &out, &selected, &mut |e| {
+        if let BuildEvent::StageDone { stage, reused } = e {
+            events.push((stage, reused));
+        }
+    })
+    .unwrap();
+    assert_eq!(events, [(1, true), (2, true)]);
+    assert_eq!(rebuilt.sha256, manifest.sha256);
+
+    // Other weights in the folder are refused.
+    std::fs::write(out.join("model.bpk"), b"other weights").unwrap();
+    let err = Base::open(&out).unwrap_err().to_string();
+    assert!(err.contains("the weights are not the base's"), "{err}");
+}
+
+#[test]
+fn a_stage_that_did_not_converge_stops_the_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("base");
+    let recipe = recipe(tmp.path(), "0.0001");
+    let selected = select(DeviceKind::Flex).unwrap();
+    let err = build(&recipe, &out, &selected, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not converge: skill 1 ended at validation loss"), "{err}");
+    assert!(err.contains("> converged_loss = 0.0001 after 20 steps"), "{err}");
+    assert!(!out.join("base.json").exists());
+    assert!(!out.join("model.bpk").exists());
+}
