@@ -9,6 +9,7 @@ use skillit::method::{Evaluation, MethodSpec, Observation, ScoredPool};
 
 fn bench_methods(c: &mut Criterion) {
     let k = 5;
+    let task = skillit::synthetic::Lego::new(k, Default::default()).expect("LEGO k = 5");
     let history: Vec<Evaluation> = (0..=120u64)
         .map(|i| Evaluation {
             step: 50 * i,
@@ -50,7 +51,7 @@ fn bench_methods(c: &mut Criterion) {
             _ => ("pretrain", None),
         };
         let spec = MethodSpec::from_name(name, k, "lego").expect("a registered method");
-        let mut method = spec.build("lego", setting, k, target).expect("builds");
+        let mut method = spec.build(&task, setting, target).expect("builds");
         if method.wants_pool() {
             method.set_pool(pool.clone());
         }

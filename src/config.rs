@@ -247,7 +247,7 @@ impl Preset {
 fn preset_task(task: &str, k: usize) -> TaskSpec {
     match task {
         "addition" => TaskSpec::Addition { k: 3 },
-        "recall" => TaskSpec::Recall { k },
+        "recall" => TaskSpec::Recall { k, queries: 1 },
         _ => TaskSpec::Lego {
             k,
             graph: Default::default(),
@@ -483,7 +483,7 @@ impl RunConfig {
         ) {
             let graph = self
                 .method
-                .graph(task.name(), &self.setting, task.num_skills(), origin)?;
+                .graph(task.as_ref(), &self.setting, origin)?;
             if graph.train_skills != train {
                 return bad(
                     "method.graph",

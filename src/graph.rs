@@ -85,6 +85,23 @@ impl SkillsGraph {
         }
     }
 
+    /// The graph a task's own structure gives in pre-training, where the paper publishes none:
+    /// an edge of weight [`EDGE_WEIGHT`] from each skill to every skill computed from it
+    /// ([`skillit_synthetic::Task::prerequisites`]: LEGO's parent → child, addition's carry
+    /// i → i + 1), the direction of the paper's fine-tuning graph (LEGO s2 → s3, SPEC §7). `None`
+    /// for a task whose skills do not build on each other.
+    pub fn prerequisites(task: &dyn skillit_synthetic::Task) -> Option<Self> {
+        let edges = task.prerequisites();
+        if edges.is_empty() {
+            return None;
+        }
+        let mut g = Self::identity(task.num_skills());
+        for (from, to) in edges {
+            g.matrix[from - 1][to - 1] = EDGE_WEIGHT;
+        }
+        Some(g)
+    }
+
     /// Reads a graph file (TOML, see the module docs).
     pub fn read(path: &Path, k: usize) -> Result<Self> {
         let origin = path.display().to_string();

@@ -630,7 +630,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 "training {} with {} on {} ({}), {} steps, seed {}",
                 task.describe(),
                 run.method
-                    .build(task.name(), &run.setting, task.num_skills(), run.target)?
+                    .build(task.as_ref(), &run.setting, run.target)?
                     .name(),
                 selected.backend,
                 selected.adapter,

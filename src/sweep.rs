@@ -248,7 +248,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                 other => other,
             })?;
             let task = config.task.build()?;
-            let method = spec.build(task.name(), "pretrain", task.num_skills(), None)?;
+            let method = spec.build(task.as_ref(), "pretrain", None)?;
             let params = method.params();
             let run_id = run_id("base-", method.name(), &params, seed);
             bases.insert(seed, run_dir(out, &run_id).join("model.bpk"));
@@ -296,12 +296,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                 };
                 config.validate(&origin)?;
                 let task = config.task.build()?;
-                let method = spec.build(
-                    task.name(),
-                    &config.setting,
-                    task.num_skills(),
-                    config.target,
-                )?;
+                let method = spec.build(task.as_ref(), &config.setting, config.target)?;
                 let params = method.params();
                 let run_id = run_id("", method.name(), &params, seed);
                 if seen.insert(run_id.clone(), ()).is_some() {

@@ -588,12 +588,9 @@ pub fn train(
     let task = config.task.build()?;
     let k = task.num_skills();
     let t = &config.training;
-    let mut method = config.method.build(
-        task.name(),
-        &config.setting,
-        task.num_skills(),
-        config.target,
-    )?;
+    let mut method = config
+        .method
+        .build(task.as_ref(), &config.setting, config.target)?;
     let train_skills = config.train_skills(task.as_ref());
     let run_id = run_id
         .map(String::from)

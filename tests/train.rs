@@ -625,6 +625,71 @@ fn presets_are_valid_configs() {
 }
 
 #[test]
+fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_published() {
+    // Out of the box: every registered method builds and validates on each preset's task (the
+    // laptop preset's LEGO k = 3 has no published graph; Skill-It takes the chain's).
+    for preset in [Preset::Laptop, Preset::Paper] {
+        for task_name in ["lego", "addition"] {
+            let mut config = preset.config(task_name);
+            let task = config.task.build().unwrap();
+            for name in skillit::method::NAMES {
+                if name == "target_only" {
+                    continue; // fine-tuning only: it needs a target
+                }
+                config.method = MethodSpec::from_name(name, task.num_skills(), task_name).unwrap();
+                config.validate(name).unwrap();
+                config
+                    .method
+                    .build(task.as_ref(), &config.setting, None)
+                    .unwrap();
+            }
+        }
+    }
+    // The task's prerequisite edges, weight 0.5 (SPEC §7's edge weight), where no graph is
+    // published: LEGO's chain 1 → 2 → 3, the tree 1 → 2, 1 → 3, 2 → 4, addition's carries.
+    let graph = |task: &dyn skillit::synthetic::Task| {
+        MethodSpec::from_name("skill_it", task.num_skills(), task.name())
+            .unwrap()
+            .graph(task, "pretrain", "test")
+            .unwrap()
+            .matrix
+    };
+    let chain = lego(3).build().unwrap();
+    assert_eq!(
+        graph(chain.as_ref()),
+        [[1.0, 0.5, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]]
+    );
+    let tree = TaskSpec::Lego {
+        k: 4,
+        graph: LegoGraph::Tree,
+    }
+    .build()
+    .unwrap();
+    assert_eq!(
+        graph(tree.as_ref()),
+        [
+            [1.0, 0.5, 0.5, 0.0],
+            [0.0, 1.0, 0.0, 0.5],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0]
+        ]
+    );
+    let addition = TaskSpec::Addition { k: 2 }.build().unwrap();
+    assert_eq!(graph(addition.as_ref()), [[1.0, 0.5], [0.0, 1.0]]);
+    // The published graph still wins where there is one (LEGO k = 5: s2 → s1, s3, s4).
+    let published = lego(5).build().unwrap();
+    assert_eq!(graph(published.as_ref())[1], [0.5, 1.0, 0.5, 0.5, 0.0]);
+    // The recall corpus has no prerequisites: Skill-It needs a graph given.
+    let recall = TaskSpec::Recall { k: 5, queries: 1 }.build().unwrap();
+    let err = MethodSpec::from_name("skill_it", 2, "recall")
+        .unwrap()
+        .graph(recall.as_ref(), "pretrain", "test")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("publishes no graph for recall"), "{err}");
+}
+
+#[test]
 fn bad_configs_are_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

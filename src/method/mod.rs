@@ -333,9 +333,15 @@ impl MethodSpec {
         }
     }
 
-    /// The graph Skill-It uses for `task` (name) and `setting` with `k` skills: the spec's own, else
-    /// the published one, else (no published graph) an error naming the field.
-    pub fn graph(&self, task: &str, setting: &str, k: usize, origin: &str) -> Result<SkillsGraph> {
+    /// The graph Skill-It uses for `task` in `setting`: the spec's own, else the published one,
+    /// else (pre-training) the task's prerequisite graph, else an error naming the field.
+    pub fn graph(
+        &self,
+        task: &dyn skillit_synthetic::Task,
+        setting: &str,
+        origin: &str,
+    ) -> Result<SkillsGraph> {
+        let k = task.num_skills();
         let given = match self {
             MethodSpec::SkillIt { graph, .. } | MethodSpec::Static { graph, .. } => match graph {
                 Some(GraphSource::File(path)) => Some(SkillsGraph::read(path, k)?),
@@ -345,7 +351,14 @@ impl MethodSpec {
             MethodSpec::NoGraph { .. } => return Ok(SkillsGraph::identity(k)),
             _ => None,
         };
-        match given.or_else(|| SkillsGraph::published(task, setting, k)) {
+        let structural = || match setting {
+            "pretrain" => SkillsGraph::prerequisites(task),
+            _ => None,
+        };
+        match given
+            .or_else(|| SkillsGraph::published(task.name(), setting, k))
+            .or_else(structural)
+        {
             Some(g) => {
                 g.validate(origin, k)?;
                 Ok(g)
@@ -354,8 +367,9 @@ impl MethodSpec {
                 origin: origin.into(),
                 field: "method.graph".into(),
                 message: format!(
-                    "the paper publishes no graph for {task} {setting} with k = {k}; give one \
-                     (train, eval, matrix)"
+                    "the paper publishes no graph for {} {setting} with k = {k}; give one \
+                     (train, eval, matrix)",
+                    task.name()
                 ),
             }),
         }
@@ -499,16 +513,15 @@ impl MethodSpec {
         Ok(())
     }
 
-    /// Builds the method for `task` in `setting` with `k` skills; `target` is the fine-tuning
-    /// target skill.
+    /// Builds the method for `task` in `setting`; `target` is the fine-tuning target skill.
     pub fn build(
         &self,
-        task: &str,
+        task: &dyn skillit_synthetic::Task,
         setting: &str,
-        k: usize,
         target: Option<usize>,
     ) -> Result<Box<dyn MixtureMethod>> {
         let origin = "method";
+        let k = task.num_skills();
         // Sized for all k skills; fitted to the setting's training skills at the first round.
         let train_count = k;
         Ok(match self {
@@ -551,7 +564,7 @@ impl MethodSpec {
                 SkillIt::new(
                     "skill_it",
                     config.for_setting(setting),
-                    self.graph(task, setting, k, origin)?,
+                    self.graph(task, setting, origin)?,
                 )
                 .with_graph_label(graph.as_ref().map(GraphSource::label)),
             ),
@@ -564,7 +577,7 @@ impl MethodSpec {
                 SkillIt::new(
                     "static",
                     config.for_setting(setting).with_update(false),
-                    self.graph(task, setting, k, origin)?,
+                    self.graph(task, setting, origin)?,
                 )
                 .with_graph_label(graph.as_ref().map(GraphSource::label)),
             ),

@@ -143,6 +143,11 @@ impl Task for Addition {
     fn describe(&self) -> String {
         format!("addition k={}", self.k)
     }
+
+    fn prerequisites(&self) -> Vec<(usize, usize)> {
+        // The carry out of digit i enters digit i + 1.
+        (1..self.k).map(|i| (i, i + 1)).collect()
+    }
 }
 
 #[cfg(test)]

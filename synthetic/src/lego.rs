@@ -274,6 +274,12 @@ impl Task for Lego {
     fn describe(&self) -> String {
         format!("lego k={} graph={}", self.k, self.graph)
     }
+
+    fn prerequisites(&self) -> Vec<(usize, usize)> {
+        (1..=self.k)
+            .filter_map(|s| self.parent(s).map(|p| (p, s)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

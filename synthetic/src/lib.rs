@@ -150,6 +150,13 @@ pub trait Task: Send + Sync {
     /// A short description of the task's parameters, e.g. `lego k=5 graph=chain`.
     fn describe(&self) -> String;
 
+    /// The task's own prerequisite edges `(i, j)`: skill j's answer is computed from skill i's
+    /// (LEGO: a variable's parent; addition: the carry into the next digit). Empty for a task
+    /// whose skills do not build on each other.
+    fn prerequisites(&self) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
+
     /// Checks that `skill` is a skill id of this task.
     fn check_skill(&self, skill: usize) -> Result<(), Error> {
         if skill == 0 || skill > self.num_skills() {
@@ -178,15 +185,26 @@ pub enum TaskSpec {
         #[serde(default = "default_addition_k")]
         k: usize,
     },
-    /// The base corpus: one-hop recall over k clauses in LEGO's vocabulary.
+    /// The base corpus: one-hop recall over k clauses in LEGO's vocabulary, `queries` variables
+    /// asked per sequence.
     Recall {
         #[serde(default = "default_lego_k")]
         k: usize,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        queries: usize,
     },
 }
 
 fn default_lego_k() -> usize {
     lego::DEFAULT_K
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 fn default_addition_k() -> usize {
@@ -208,7 +226,7 @@ impl TaskSpec {
         Ok(match *self {
             TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
-            TaskSpec::Recall { k } => Box::new(Recall::new(k)?),
+            TaskSpec::Recall { k, queries } => Box::new(Recall::with_queries(k, queries)?),
         })
     }
 }

@@ -7,7 +7,12 @@
 //! ```
 //!
 //! A clause `x = val d` gives x the bit d, `x = not d` the bit 1 − d; the answer is the queried
-//! variable's bit. This is the ability a pretrained LM brings to LEGO (find the clause that names the
+//! variable's bit. With `queries` = q > 1 the output asks q distinct variables in turn
+//! (`Output: v = val 0 , h = val 1 , b = val 0`), each answer supervised by the whole-sequence
+//! loss: q lookups per sequence instead of one, the dense supervision under which small attention
+//! models learn recall quickly (multi-query associative recall, Zoology); the example's answer is
+//! the last one. Fewer queries than clauses keep the last answer from following by counting the
+//! bits not yet asked. This is the ability a pretrained LM brings to LEGO (find the clause that names the
 //! queried variable, read its bit, apply its operator) without any LEGO chain: no clause refers to
 //! another variable, so a model trained on it has seen no skill of LEGO beyond the root's literal
 //! bit. It uses LEGO's vocabulary and sequence layout (5k + 6 tokens), so a base trained on it
@@ -24,15 +29,29 @@ use crate::{Error, Example, Task, TaskRng, Vocab};
 /// The number of skills: literal recall, recall through an operator.
 pub const SKILLS: usize = 2;
 
-/// One-hop recall over k literal clauses.
+/// One-hop recall over k literal clauses, q queries.
 #[derive(Debug, Clone)]
 pub struct Recall {
     k: usize,
+    queries: usize,
 }
 
 impl Recall {
-    /// Recall over `k` clauses (2..=26, single-letter names as in LEGO).
+    /// Recall over `k` clauses (2..=26, single-letter names as in LEGO) with one query.
     pub fn new(k: usize) -> Result<Self, Error> {
+        Self::with_queries(k, 1)
+    }
+
+    /// Recall over `k` clauses asking `queries` distinct variables (1..=k).
+    pub fn with_queries(k: usize, queries: usize) -> Result<Self, Error> {
+        if !(1..=k).contains(&queries) {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "queries",
+                value: queries.to_string(),
+                allowed: format!("queries must be in 1..=k = {k}"),
+            });
+        }
         if !(lego::MIN_K..=lego::MAX_K).contains(&k) {
             return Err(Error::InvalidParameter {
                 task: "recall",
@@ -41,7 +60,7 @@ impl Recall {
                 allowed: format!("k must be in {}..={}", lego::MIN_K, lego::MAX_K),
             });
         }
-        Ok(Self { k })
+        Ok(Self { k, queries })
     }
 
     /// The number of clauses.
@@ -71,7 +90,9 @@ impl Task for Recall {
     }
 
     fn seq_len(&self) -> usize {
-        5 * self.k + 6
+        // Input:, k clauses of 4 words and k − 1 commas, `.`, Output:, q answers of 4 words and
+        // q − 1 commas.
+        5 * self.k + 5 * self.queries + 1
     }
 
     fn default_val_seed(&self) -> u64 {
@@ -86,7 +107,14 @@ impl Task for Recall {
         let bits = rng.next_u32();
         // Operators only for s2: bit n set = `not`.
         let nots = if skill == 1 { 0 } else { rng.next_u32() };
-        let queried = rng.random_range(0..k);
+        // The queried clauses: q distinct ones in a uniform order (one query: a uniform clause).
+        let mut clauses: [u8; 26] = std::array::from_fn(|i| i as u8);
+        let queried: &[u8] = if self.queries == 1 {
+            clauses[0] = rng.random_range(0..k) as u8;
+            &clauses[..1]
+        } else {
+            clauses[..k].partial_shuffle(rng, self.queries).0
+        };
         // Clause n (in order of appearance) names variable n: the names are already a uniform
         // permutation, so no separate order is drawn.
         let written = |n: usize| (bits >> n) & 1;
@@ -104,15 +132,15 @@ impl Task for Recall {
             };
             tokens.extend([name(n), lego::EQ, op, lego::BIT0 + written(n)]);
         }
-        let answer = written(queried) ^ negated(queried);
-        tokens.extend([
-            lego::DOT,
-            lego::OUTPUT,
-            name(queried),
-            lego::EQ,
-            lego::VAL,
-            lego::BIT0 + answer,
-        ]);
+        tokens.extend([lego::DOT, lego::OUTPUT]);
+        for (i, &n) in queried.iter().enumerate() {
+            let n = n as usize;
+            if i > 0 {
+                tokens.push(lego::COMMA);
+            }
+            let answer = written(n) ^ negated(n);
+            tokens.extend([name(n), lego::EQ, lego::VAL, lego::BIT0 + answer]);
+        }
         debug_assert_eq!(tokens.len(), self.seq_len());
         Example {
             skill,
@@ -122,16 +150,21 @@ impl Task for Recall {
     }
 
     fn capacity(&self, skill: usize) -> u128 {
-        // Ordered names P(26, k) × 2^k bits (× 2^k operators for s2) × k queries.
+        // Ordered names P(26, k) × 2^k bits (× 2^k operators for s2) × P(k, q) ordered queries.
         let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
+        let queries =
+            (0..self.queries as u128).fold(1u128, |acc, i| acc.saturating_mul(self.k as u128 - i));
         let per_clause: u128 = if skill == 1 { 2 } else { 4 };
         (0..self.k)
             .fold(names, |acc, _| acc.saturating_mul(per_clause))
-            .saturating_mul(self.k as u128)
+            .saturating_mul(queries)
     }
 
     fn describe(&self) -> String {
-        format!("recall k={}", self.k)
+        match self.queries {
+            1 => format!("recall k={}", self.k),
+            q => format!("recall k={} queries={q}", self.k),
+        }
     }
 }
 
@@ -155,9 +188,49 @@ mod tests {
                 (w[0].to_string(), w[2].to_string(), w[3].parse().unwrap())
             })
             .collect();
-        let w: Vec<&str> = output.split(' ').collect();
+        let last = output.split(" , ").last().unwrap();
+        let w: Vec<&str> = last.split(' ').collect();
         assert_eq!(&w[1..3], ["=", "val"]);
         (clauses, w[0].to_string(), w[3].parse().unwrap())
+    }
+
+    #[test]
+    fn several_queries_ask_distinct_clauses_each_answered() {
+        let task = Recall::with_queries(5, 3).unwrap();
+        assert_eq!(task.seq_len(), 41);
+        let mut rng = stream_rng(4, Purpose::TRAIN, 0);
+        for _ in 0..300 {
+            let e = task.example(2, &mut rng);
+            assert_eq!(e.tokens.len(), 41);
+            assert_eq!(e.answer_pos, 40);
+            let text = e.text(VOCAB);
+            let (input, output) = text.split_once(" . Output: ").unwrap();
+            let value = |name: &str| {
+                let clause = input
+                    .trim_start_matches("Input: ")
+                    .split(" , ")
+                    .find(|c| c.starts_with(&format!("{name} ")))
+                    .unwrap();
+                let w: Vec<&str> = clause.split(' ').collect();
+                let bit: u32 = w[3].parse().unwrap();
+                if w[2] == "not" { 1 - bit } else { bit }
+            };
+            let answers: Vec<&str> = output.split(" , ").collect();
+            assert_eq!(answers.len(), 3);
+            let mut names: Vec<&str> = answers.iter().map(|a| &a[..1]).collect();
+            for a in &answers {
+                let w: Vec<&str> = a.split(' ').collect();
+                assert_eq!(w[3].parse::<u32>().unwrap(), value(w[0]), "{text}");
+            }
+            names.dedup();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), 3, "distinct queries: {text}");
+        }
+        assert!(Recall::with_queries(5, 0).is_err());
+        assert!(Recall::with_queries(5, 6).is_err());
+        // k = 2, q = 2: 26·25 names × 2² bits × 2 orders of the two queries.
+        assert_eq!(Recall::with_queries(2, 2).unwrap().capacity(1), 26 * 25 * 4 * 2);
     }
 
     #[test]
