@@ -21,8 +21,9 @@
 //! k = 5
 //! ```
 //!
-//! Each stage's run lives in `OUT/stages/N-TASK/` and resumes like any run; a finished stage is
-//! not trained again, so the command continues a killed build. A stage whose final validation loss
+//! Each stage's run lives in `OUT/stages/N-TASK/` and resumes like any run; a finished stage of
+//! the same config is not trained again while every stage before it was kept, so the command
+//! continues a killed build, also in a base folder that was moved. A stage whose final validation loss
 //! is above its `converged_loss` on any skill it trained on stops the build with an error: a base is only
 //! written from stages that converged (the lookup stage is the fragile part, SPEC §12).
 
@@ -207,10 +208,18 @@ pub fn build(
     let mut records = Vec::new();
     let mut init: Option<PathBuf> = None;
     let mut wall_time = 0.0;
+    let mut trained_any = false;
     for (i, ((config, converged_loss), dir)) in recipe.stages.iter().zip(&dirs).enumerate() {
         let mut config = config.clone();
         config.init = init.clone();
-        let manifest = match finished_stage(dir, &config) {
+        // A stage is kept only while every stage before it was: one trained anew gives the
+        // stages after it other starting weights.
+        let kept = match trained_any {
+            false => finished_stage(dir, &config),
+            true => None,
+        };
+        trained_any |= kept.is_none();
+        let manifest = match kept {
             Some(m) => {
                 on_event(BuildEvent::StageDone {
                     stage: i + 1,
@@ -290,11 +299,17 @@ struct StageManifest {
     evaluations: Vec<crate::method::Evaluation>,
 }
 
-/// The stage folder's manifest when it holds this stage finished (same config).
+/// The stage folder's manifest when it holds this stage finished: the same config but for
+/// `init`, which names the stage before's weights by a path that changes when the base folder is
+/// moved or copied (the caller keeps a stage only while it kept every stage before it).
 fn finished_stage(dir: &Path, config: &RunConfig) -> Option<StageManifest> {
     let bytes = std::fs::read(dir.join("manifest.json")).ok()?;
     let m: StageManifest = serde_json::from_slice(&bytes).ok()?;
-    (m.status == "finished" && m.config == *config && dir.join(WEIGHTS).is_file()).then_some(m)
+    let same = RunConfig {
+        init: config.init.clone(),
+        ..m.config.clone()
+    } == *config;
+    (m.status == "finished" && same && dir.join(WEIGHTS).is_file()).then_some(m)
 }
 
 /// The stage's record, or an error where it did not finish or did not converge.

@@ -42,6 +42,22 @@ fn recipe(dir: &Path, converged: &str) -> Recipe {
     Recipe::read(&path).unwrap()
 }
 
+/// Builds `recipe` into `out` on flex; returns the manifest and each stage's (number, kept).
+fn build_recorded(
+    recipe: &Recipe,
+    out: &Path,
+) -> (skillit::model::base::BaseManifest, Vec<(usize, bool)>) {
+    let selected = select(DeviceKind::Flex).unwrap();
+    let mut events = Vec::new();
+    let manifest = build(recipe, out, &selected, &mut |e| {
+        if let BuildEvent::StageDone { stage, reused } = e {
+            events.push((stage, reused));
+        }
+    })
+    .unwrap();
+    (manifest, events)
+}
+
 fn lego(k: usize) -> TaskSpec {
     TaskSpec::Lego {
         k,
@@ -55,13 +71,7 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
     let out = tmp.path().join("base");
     let recipe = recipe(tmp.path(), "10.0");
     let selected = select(DeviceKind::Flex).unwrap();
-    let mut events = Vec::new();
-    let manifest = build(&recipe, &out, &selected, &mut |e| {
-        if let BuildEvent::StageDone { stage, reused } = e {
-            events.push((stage, reused));
-        }
-    })
-    .unwrap();
+    let (manifest, events) = build_recorded(&recipe, &out);
     assert_eq!(events, [(1, false), (2, false)]);
     assert_eq!(manifest.stages.len(), 2);
     assert_eq!(manifest.stages[0].steps, 20);
@@ -127,15 +137,37 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
     }
 
     // Building again keeps the finished stages and writes the same weights.
-    let mut events = Vec::new();
-    let rebuilt = build(&recipe, &out, &selected, &mut |e| {
-        if let BuildEvent::StageDone { stage, reused } = e {
-            events.push((stage, reused));
-        }
-    })
-    .unwrap();
+    let (rebuilt, events) = build_recorded(&recipe, &out);
     assert_eq!(events, [(1, true), (2, true)]);
     assert_eq!(rebuilt.sha256, manifest.sha256);
+
+    // So does a copy of the folder elsewhere (the stages' `init` paths name the old place).
+    let moved = tmp.path().join("moved");
+    let status = std::process::Command::new("cp")
+        .args(["-r", out.to_str().unwrap(), moved.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (copied, events) = build_recorded(&recipe, &moved);
+    assert_eq!(events, [(1, true), (2, true)]);
+    assert_eq!(copied.sha256, manifest.sha256);
+
+    // A changed first stage trains every stage again: the second starts from other weights.
+    let longer = {
+        let path = tmp.path().join("longer.toml");
+        std::fs::write(
+            &path,
+            RECIPE
+                .replace("CONVERGED", "10.0")
+                .replacen("steps = 20,", "steps = 30,", 1),
+        )
+        .unwrap();
+        Recipe::read(&path).unwrap()
+    };
+    let (retrained, events) = build_recorded(&longer, &moved);
+    assert_eq!(events, [(1, false), (2, false)]);
+    assert_eq!(retrained.stages[0].steps, 30);
+    assert_ne!(retrained.sha256, manifest.sha256);
 
     // Other weights in the folder are refused.
     std::fs::write(out.join("model.bpk"), b"other weights").unwrap();
