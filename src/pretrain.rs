@@ -355,6 +355,7 @@ fn stage_record(
         task: task.describe(),
         method: crate::results::method_label(&m.method, &m.params),
         steps: m.steps_done,
+        examples_per_skill: m.examples_per_skill.clone(),
         final_loss: last.loss.clone(),
         final_accuracy: last.accuracy.clone(),
         converged_loss,

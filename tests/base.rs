@@ -189,3 +189,49 @@ fn a_stage_that_did_not_converge_stops_the_build() {
     assert!(!out.join("base.json").exists());
     assert!(!out.join("model.bpk").exists());
 }
+
+#[test]
+fn the_committed_base_is_the_one_its_manifest_describes() {
+    // bases/recall8: its weights match the fingerprint, every stage converged, and the step-0
+    // accuracy recorded on LEGO is what the weights give. The base knows lookup, not the chain:
+    // s2..s5 are near chance at step 0 (≤ 0.6, issue 23).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bases/recall8");
+    let base = Base::open(&dir).unwrap();
+    let m = &base.manifest;
+    assert_eq!(m.name, "recall8");
+    assert_eq!(m.vocab, "lego");
+    assert_eq!((m.model.n_layers, m.model.conv_kernel), (8, 4));
+    let recipe = Recipe::read(&dir.join("recipe.toml")).unwrap();
+    assert_eq!(m.recipe, recipe.source, "base.json holds the committed recipe");
+    assert_eq!(m.stages.len(), recipe.stages.len());
+    for stage in &m.stages {
+        let trained = stage.examples_per_skill.iter().map(|&n| n > 0);
+        assert!(
+            stage
+                .final_loss
+                .iter()
+                .zip(trained)
+                .all(|(&l, trained)| !trained || l <= stage.converged_loss),
+            "{stage:?}"
+        );
+    }
+    let zero = &m.step_zero[0];
+    assert_eq!(zero.task, "lego k=5 graph=chain");
+    let selected = select(DeviceKind::Flex).unwrap();
+    let again = evaluate_weights(
+        &m.model,
+        lego(5).build().unwrap().as_ref(),
+        &base.weights(),
+        &selected,
+    )
+    .unwrap();
+    assert_eq!(again.accuracy, zero.accuracy);
+    for (a, b) in again.loss.iter().zip(&zero.loss) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    assert!(
+        zero.accuracy[1..].iter().all(|&a| a <= 0.6),
+        "{:?}",
+        zero.accuracy
+    );
+}

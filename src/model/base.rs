@@ -30,6 +30,8 @@ pub struct StageRecord {
     /// The mixture method and its parameters (`fixed[weights=1:0]`).
     pub method: String,
     pub steps: u64,
+    /// Training examples per skill (1-based skill order): the skills the stage trained on.
+    pub examples_per_skill: Vec<u64>,
     /// The last evaluation's per-skill validation loss and accuracy.
     pub final_loss: Vec<f64>,
     pub final_accuracy: Vec<f64>,
