@@ -247,7 +247,11 @@ impl Preset {
 fn preset_task(task: &str, k: usize) -> TaskSpec {
     match task {
         "addition" => TaskSpec::Addition { k: 3 },
-        "recall" => TaskSpec::Recall { k, queries: 1 },
+        "recall" => TaskSpec::Recall {
+            k,
+            queries: 1,
+            pointers: false,
+        },
         _ => TaskSpec::Lego {
             k,
             graph: Default::default(),

@@ -8,6 +8,7 @@
 //! ```toml
 //! name = "recall8"
 //! seed = 0
+//! # init = "bases/OTHER"                       # optional: continue another base
 //! [model]
 //! n_layers = 8
 //! conv_kernel = 4
@@ -48,6 +49,10 @@ struct RecipeFile {
     name: String,
     #[serde(default)]
     seed: u64,
+    /// A base folder (or a run's model.bpk) the first stage starts from; a base also gives the
+    /// model, as for a run.
+    #[serde(default)]
+    init: Option<PathBuf>,
     #[serde(default)]
     model: Option<toml::Table>,
     stages: Vec<StageFile>,
@@ -75,6 +80,8 @@ fn stratified() -> MethodSpec {
 pub struct Recipe {
     pub name: String,
     pub seed: u64,
+    /// What the first stage starts from (a fresh model from the seed when `None`).
+    pub init: Option<PathBuf>,
     pub model: ModelConfig,
     /// Each stage's run config (its `init` is the stage before's weights, filled in by
     /// [`build`]) and its convergence threshold.
@@ -100,7 +107,8 @@ impl Recipe {
                 "needs at least one [[stages]] entry".into(),
             ));
         }
-        let model = merge(&ModelConfig::default(), file.model, &origin, "model")?;
+        let start = crate::config::start_model(file.init.as_deref(), &ModelConfig::default())?;
+        let model = merge(&start, file.model, &origin, "model")?;
         if model.kind != crate::model::ModelKind::Scratch {
             return Err(bad(
                 "model.kind".into(),
@@ -133,7 +141,9 @@ impl Recipe {
                 target: None,
                 train_skills: None,
                 eval_skills: None,
-                init: None,
+                // The first stage starts from the recipe's `init` (checked here); each later one
+                // from the stage before (filled in by `build`).
+                init: if i == 0 { file.init.clone() } else { None },
             };
             config.validate(&format!("{origin}: stages[{}]", i + 1))?;
             let task_vocab = config.task.build()?.vocab().name();
@@ -164,6 +174,7 @@ impl Recipe {
         Ok(Self {
             name: file.name,
             seed: file.seed,
+            init: file.init,
             model,
             stages,
             serves: file.serves,
@@ -206,7 +217,7 @@ pub fn build(
     crate::results::prepare_output_dir(out, "--out")?;
     let dirs = recipe.stage_dirs(out);
     let mut records = Vec::new();
-    let mut init: Option<PathBuf> = None;
+    let mut init: Option<PathBuf> = recipe.init.clone();
     let mut wall_time = 0.0;
     let mut trained_any = false;
     for (i, ((config, converged_loss), dir)) in recipe.stages.iter().zip(&dirs).enumerate() {

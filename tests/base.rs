@@ -169,6 +169,33 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
     assert_eq!(retrained.stages[0].steps, 30);
     assert_ne!(retrained.sha256, manifest.sha256);
 
+    // A recipe may continue a base: its first stage starts from the base's weights, with its
+    // model.
+    let continued = tmp.path().join("continued.toml");
+    std::fs::write(
+        &continued,
+        format!(
+            "name = \"more\"\ninit = \"{}\"\n[[stages]]\ntask = {{ name = \"recall\", k = 3, \
+             pointers = true }}\nconverged_loss = 10.0\ntraining = {{ steps = 10, warmup = 2, \
+             eval_every = 10 }}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let continued = Recipe::read(&continued).unwrap();
+    assert_eq!(continued.model, manifest.model);
+    let (more, _) = build_recorded(&continued, &tmp.path().join("more"));
+    assert_eq!(more.stages[0].task, "recall k=3 pointers");
+    assert_eq!(more.stages[0].examples_per_skill.len(), 3);
+    let stage: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("more/stages/1-recall/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stage["config"]["init"].as_str().unwrap(),
+        out.display().to_string()
+    );
+
     // Other weights in the folder are refused.
     std::fs::write(out.join("model.bpk"), b"other weights").unwrap();
     let err = Base::open(&out).unwrap_err().to_string();

@@ -680,7 +680,12 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
     let published = lego(5).build().unwrap();
     assert_eq!(graph(published.as_ref())[1], [0.5, 1.0, 0.5, 0.5, 0.0]);
     // The recall corpus has no prerequisites: Skill-It needs a graph given.
-    let recall = TaskSpec::Recall { k: 5, queries: 1 }.build().unwrap();
+    let recall = TaskSpec::Recall {
+        k: 5,
+        queries: 1,
+        pointers: false,
+    }
+    .build().unwrap();
     let err = MethodSpec::from_name("skill_it", 2, "recall")
         .unwrap()
         .graph(recall.as_ref(), "pretrain", "test")

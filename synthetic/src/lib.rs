@@ -192,6 +192,9 @@ pub enum TaskSpec {
         k: usize,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         queries: usize,
+        /// Adds s3, pointer recall (copy the queried clause's letter).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        pointers: bool,
     },
 }
 
@@ -226,7 +229,18 @@ impl TaskSpec {
         Ok(match *self {
             TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
-            TaskSpec::Recall { k, queries } => Box::new(Recall::with_queries(k, queries)?),
+            TaskSpec::Recall {
+                k,
+                queries,
+                pointers,
+            } => {
+                let recall = Recall::with_queries(k, queries)?;
+                Box::new(if pointers {
+                    recall.with_pointers()?
+                } else {
+                    recall
+                })
+            }
         })
     }
 }

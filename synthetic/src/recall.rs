@@ -26,7 +26,8 @@ use rand::{Rng, RngCore};
 use crate::lego::{self, VOCAB};
 use crate::{Error, Example, Task, TaskRng, Vocab};
 
-/// The number of skills: literal recall, recall through an operator.
+/// The number of skills: literal recall, recall through an operator (and, with `pointers`, the
+/// recall of a clause's letter).
 pub const SKILLS: usize = 2;
 
 /// One-hop recall over k literal clauses, q queries.
@@ -34,6 +35,7 @@ pub const SKILLS: usize = 2;
 pub struct Recall {
     k: usize,
     queries: usize,
+    pointers: bool,
 }
 
 impl Recall {
@@ -60,7 +62,28 @@ impl Recall {
                 allowed: format!("k must be in {}..={}", lego::MIN_K, lego::MAX_K),
             });
         }
-        Ok(Self { k, queries })
+        Ok(Self {
+            k,
+            queries,
+            pointers: false,
+        })
+    }
+
+    /// Adds skill s3, pointer recall: every clause relates its variable to a letter that names no
+    /// clause (`x = not p`: a pointer with nothing behind it, so no chain), and the answer is the
+    /// queried clause's letter, copied with its operator (`Output: x = not p`). It is the first
+    /// hop of a LEGO lookup (which variable does x refer to?) without the second. Needs 2k ≤ 26.
+    pub fn with_pointers(mut self) -> Result<Self, Error> {
+        if 2 * self.k > 26 {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "k",
+                value: self.k.to_string(),
+                allowed: "pointers need k ≤ 13 (2k distinct letters)".into(),
+            });
+        }
+        self.pointers = true;
+        Ok(self)
     }
 
     /// The number of clauses.
@@ -75,13 +98,14 @@ impl Task for Recall {
     }
 
     fn num_skills(&self) -> usize {
-        SKILLS
+        SKILLS + usize::from(self.pointers)
     }
 
     fn skill_name(&self, id: usize) -> String {
         match id {
             1 => "s1 (literal)".into(),
-            _ => "s2 (operators)".into(),
+            2 => "s2 (operators)".into(),
+            _ => "s3 (pointer)".into(),
         }
     }
 
@@ -101,9 +125,12 @@ impl Task for Recall {
 
     fn example(&self, skill: usize, rng: &mut TaskRng) -> Example {
         let k = self.k;
+        let pointer = skill == 3;
         let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
-        let (names, _) = letters.partial_shuffle(rng, k);
+        // Pointer recall draws k more letters, the clauses' pointers.
+        let (names, _) = letters.partial_shuffle(rng, if pointer { 2 * k } else { k });
         let name = |n: usize| lego::LETTER_A + names[n] as u32;
+        let target = |n: usize| lego::LETTER_A + names[k + n] as u32;
         let bits = rng.next_u32();
         // Operators only for s2: bit n set = `not`.
         let nots = if skill == 1 { 0 } else { rng.next_u32() };
@@ -130,7 +157,12 @@ impl Task for Recall {
             } else {
                 lego::VAL
             };
-            tokens.extend([name(n), lego::EQ, op, lego::BIT0 + written(n)]);
+            let value = if pointer {
+                target(n)
+            } else {
+                lego::BIT0 + written(n)
+            };
+            tokens.extend([name(n), lego::EQ, op, value]);
         }
         tokens.extend([lego::DOT, lego::OUTPUT]);
         for (i, &n) in queried.iter().enumerate() {
@@ -138,8 +170,17 @@ impl Task for Recall {
             if i > 0 {
                 tokens.push(lego::COMMA);
             }
-            let answer = written(n) ^ negated(n);
-            tokens.extend([name(n), lego::EQ, lego::VAL, lego::BIT0 + answer]);
+            if pointer {
+                let op = if negated(n) == 1 {
+                    lego::NOT
+                } else {
+                    lego::VAL
+                };
+                tokens.extend([name(n), lego::EQ, op, target(n)]);
+            } else {
+                let answer = written(n) ^ negated(n);
+                tokens.extend([name(n), lego::EQ, lego::VAL, lego::BIT0 + answer]);
+            }
         }
         debug_assert_eq!(tokens.len(), self.seq_len());
         Example {
@@ -154,17 +195,30 @@ impl Task for Recall {
         let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
         let queries =
             (0..self.queries as u128).fold(1u128, |acc, i| acc.saturating_mul(self.k as u128 - i));
-        let per_clause: u128 = if skill == 1 { 2 } else { 4 };
+        // Pointer recall: P(26, 2k) ordered names and pointers × 2^k operators.
+        let (names, per_clause) = match skill {
+            1 => (names, 2),
+            2 => (names, 4),
+            _ => (
+                (self.k as u128..2 * self.k as u128)
+                    .fold(names, |acc, i| acc.saturating_mul(26 - i)),
+                2,
+            ),
+        };
         (0..self.k)
             .fold(names, |acc, _| acc.saturating_mul(per_clause))
             .saturating_mul(queries)
     }
 
     fn describe(&self) -> String {
-        match self.queries {
-            1 => format!("recall k={}", self.k),
-            q => format!("recall k={} queries={q}", self.k),
+        let mut d = format!("recall k={}", self.k);
+        if self.queries > 1 {
+            d += &format!(" queries={}", self.queries);
         }
+        if self.pointers {
+            d += " pointers";
+        }
+        d
     }
 }
 
@@ -192,6 +246,47 @@ mod tests {
         let w: Vec<&str> = last.split(' ').collect();
         assert_eq!(&w[1..3], ["=", "val"]);
         (clauses, w[0].to_string(), w[3].parse().unwrap())
+    }
+
+    #[test]
+    fn pointer_recall_copies_the_queried_clause_and_names_no_clause() {
+        let task = Recall::new(5).unwrap().with_pointers().unwrap();
+        assert_eq!(task.num_skills(), 3);
+        assert!(Recall::new(14).unwrap().with_pointers().is_err());
+        let mut rng = stream_rng(2, Purpose::TRAIN, 3);
+        for _ in 0..300 {
+            let e = task.example(3, &mut rng);
+            assert_eq!(e.tokens.len(), 31);
+            let text = e.text(VOCAB);
+            let (input, output) = text.split_once(" . Output: ").unwrap();
+            let clauses: Vec<Vec<&str>> = input
+                .trim_start_matches("Input: ")
+                .split(" , ")
+                .map(|c| c.split(' ').collect())
+                .collect();
+            let names: Vec<&str> = clauses.iter().map(|c| c[0]).collect();
+            // Every right-hand side is a letter that names no clause: no chain.
+            for c in &clauses {
+                assert!(c[3].len() == 1 && c[3].chars().all(|ch| ch.is_ascii_lowercase()));
+                assert!(!names.contains(&c[3]), "{text}");
+            }
+            let w: Vec<&str> = output.split(' ').collect();
+            let clause = clauses.iter().find(|c| c[0] == w[0]).unwrap();
+            assert_eq!(&w[1..], &clause[1..], "{text}");
+            assert_eq!(e.answer(VOCAB), clause[3]);
+        }
+        // The other skills draw as without pointers.
+        let plain = Recall::new(5).unwrap();
+        let draw = |t: &Recall, skill| task_draws(t, skill);
+        assert_eq!(draw(&task, 2), draw(&plain, 2));
+        // k = 2: 26·25·24·23 names and pointers × 2² operators × 2 queries.
+        let two = Recall::new(2).unwrap().with_pointers().unwrap();
+        assert_eq!(two.capacity(3), 26 * 25 * 24 * 23 * 4 * 2);
+    }
+
+    fn task_draws(task: &Recall, skill: usize) -> Vec<Example> {
+        let mut rng = stream_rng(9, Purpose::TRAIN, skill as u64);
+        (0..50).map(|_| task.example(skill, &mut rng)).collect()
     }
 
     #[test]
