@@ -81,10 +81,9 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
     assert!(manifest.recipe.contains("name = \"tiny\""));
 
     // Stage 2 started from stage 1's weights.
-    let stage2: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(out.join("stages/2-recall/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let stage2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stages/2-recall/manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(
         stage2["config"]["init"].as_str().unwrap(),
         out.join("stages/1-recall/model.bpk").display().to_string()
@@ -211,8 +210,14 @@ fn a_stage_that_did_not_converge_stops_the_build() {
     let err = build(&recipe, &out, &selected, &mut |_| {})
         .unwrap_err()
         .to_string();
-    assert!(err.contains("did not converge: skill 1 ended at validation loss"), "{err}");
-    assert!(err.contains("> converged_loss = 0.0001 after 20 steps"), "{err}");
+    assert!(
+        err.contains("did not converge: skill 1 ended at validation loss"),
+        "{err}"
+    );
+    assert!(
+        err.contains("> converged_loss = 0.0001 after 20 steps"),
+        "{err}"
+    );
     assert!(!out.join("base.json").exists());
     assert!(!out.join("model.bpk").exists());
 }
@@ -229,7 +234,10 @@ fn the_committed_base_is_the_one_its_manifest_describes() {
     assert_eq!(m.vocab, "lego");
     assert_eq!((m.model.n_layers, m.model.conv_kernel), (8, 4));
     let recipe = Recipe::read(&dir.join("recipe.toml")).unwrap();
-    assert_eq!(m.recipe, recipe.source, "base.json holds the committed recipe");
+    assert_eq!(
+        m.recipe, recipe.source,
+        "base.json holds the committed recipe"
+    );
     assert_eq!(m.stages.len(), recipe.stages.len());
     for stage in &m.stages {
         let trained = stage.examples_per_skill.iter().map(|&n| n > 0);

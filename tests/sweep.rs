@@ -389,6 +389,8 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/ordered_skills.toml", 10),
         // 3 bases + 3 methods × 3 seeds.
         ("sweeps/addition_base.toml", 12),
+        // From the committed base: 2 methods × 3 seeds.
+        ("sweeps/base_lego.toml", 6),
     ] {
         let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
@@ -397,6 +399,14 @@ fn the_shipped_sweeps_are_valid_plans() {
         let ids =
             |p: &skillit::sweep::Plan| p.runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&plan), ids(&again));
+    }
+    // A sweep's `init = "bases/NAME"` starts every run from the base, with the base's model.
+    let plan =
+        skillit::sweep::plan(Path::new("sweeps/base_lego.toml"), Path::new("unused")).unwrap();
+    for run in &plan.runs {
+        let config = &run.config;
+        assert_eq!(config.init.as_deref(), Some(Path::new("bases/recall8")));
+        assert_eq!((config.model.n_layers, config.model.conv_kernel), (8, 4));
     }
 }
 

@@ -199,7 +199,11 @@ fn the_convolution_model_is_causal_and_the_convolution_is_used() {
             burn::tensor::TensorData::new(tokens.to_vec(), [2, 12]),
             &device,
         );
-        model.forward(input).into_data().try_to_vec::<f32>().unwrap()
+        model
+            .forward(input)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
     };
     let before = logits(&config, &tokens);
     let t = 6;
@@ -213,7 +217,11 @@ fn the_convolution_model_is_causal_and_the_convolution_is_used() {
         if pos < t {
             assert_eq!(row0(&before), row0(&after), "position {pos} saw the future");
         } else {
-            assert_ne!(row0(&before), row0(&after), "position {pos} ignores token {t}");
+            assert_ne!(
+                row0(&before),
+                row0(&after),
+                "position {pos} ignores token {t}"
+            );
         }
         // The other row of the batch is untouched.
         assert_eq!(row1(&before), row1(&after));
@@ -685,7 +693,8 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         queries: 1,
         pointers: false,
     }
-    .build().unwrap();
+    .build()
+    .unwrap();
     let err = MethodSpec::from_name("skill_it", 2, "recall")
         .unwrap()
         .graph(recall.as_ref(), "pretrain", "test")
