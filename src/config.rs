@@ -485,9 +485,7 @@ impl RunConfig {
             self.method,
             MethodSpec::SkillIt { .. } | MethodSpec::Static { .. }
         ) {
-            let graph = self
-                .method
-                .graph(task.as_ref(), &self.setting, origin)?;
+            let graph = self.method.graph(task.as_ref(), &self.setting, origin)?;
             if graph.train_skills != train {
                 return bad(
                     "method.graph",

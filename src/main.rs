@@ -985,8 +985,8 @@ fn run(cli: Cli) -> skillit::Result<()> {
             );
             let mut before = 0;
             let mut last_loss = f64::NAN;
-            let manifest = skillit::pretrain::build(&recipe, &out, &selected, &mut |event| {
-                match event {
+            let manifest =
+                skillit::pretrain::build(&recipe, &out, &selected, &mut |event| match event {
                     skillit::pretrain::BuildEvent::Stage {
                         stage, progress, ..
                     } => match progress {
@@ -1006,8 +1006,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                             bar.println(format!("stage {stage}: finished before, kept"));
                         }
                     }
-                }
-            })?;
+                })?;
             bar.finish();
             emit(&skillit::report::base_table(&manifest))?;
             eprintln!("wrote {}", out.display());

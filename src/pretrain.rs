@@ -187,7 +187,10 @@ impl Recipe {
         self.stages
             .iter()
             .enumerate()
-            .map(|(i, (c, _))| out.join("stages").join(format!("{}-{}", i + 1, c.task.name())))
+            .map(|(i, (c, _))| {
+                out.join("stages")
+                    .join(format!("{}-{}", i + 1, c.task.name()))
+            })
             .collect()
     }
 }

@@ -96,11 +96,12 @@ impl Base {
             field: "init".into(),
             message: format!("cannot be read ({e}): give a base folder of `skillit base build`"),
         })?;
-        let manifest: BaseManifest = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-            origin: origin.clone(),
-            field: "manifest".into(),
-            message: format!("is not a skillit base manifest: {e}"),
-        })?;
+        let manifest: BaseManifest =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                origin: origin.clone(),
+                field: "manifest".into(),
+                message: format!("is not a skillit base manifest: {e}"),
+            })?;
         let weights = dir.join(WEIGHTS);
         let (sha256, _) = super::sha256_file(&weights).map_err(|_| Error::Invalid {
             origin: weights.display().to_string(),

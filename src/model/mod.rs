@@ -273,7 +273,12 @@ impl ModelConfig {
         let head = linear(self.d_model, vocab_size, std, rng);
         if self.conv_kernel > 0 {
             for block in &mut blocks {
-                block.conv = Some(CausalConv::init(self.d_model, self.conv_kernel, rng, device));
+                block.conv = Some(CausalConv::init(
+                    self.d_model,
+                    self.conv_kernel,
+                    rng,
+                    device,
+                ));
             }
         }
         Transformer {

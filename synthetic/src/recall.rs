@@ -308,7 +308,11 @@ mod tests {
                     .unwrap();
                 let w: Vec<&str> = clause.split(' ').collect();
                 let bit: u32 = w[3].parse().unwrap();
-                if w[2] == "not" { 1 - bit } else { bit }
+                if w[2] == "not" {
+                    1 - bit
+                } else {
+                    bit
+                }
             };
             let answers: Vec<&str> = output.split(" , ").collect();
             assert_eq!(answers.len(), 3);
@@ -325,7 +329,10 @@ mod tests {
         assert!(Recall::with_queries(5, 0).is_err());
         assert!(Recall::with_queries(5, 6).is_err());
         // k = 2, q = 2: 26·25 names × 2² bits × 2 orders of the two queries.
-        assert_eq!(Recall::with_queries(2, 2).unwrap().capacity(1), 26 * 25 * 4 * 2);
+        assert_eq!(
+            Recall::with_queries(2, 2).unwrap().capacity(1),
+            26 * 25 * 4 * 2
+        );
     }
 
     #[test]
@@ -371,7 +378,10 @@ mod tests {
         assert_eq!(a, draw(7));
         assert_ne!(a, draw(8));
         // Answers and the queried clause's position are uniform: 1000 ± 4σ (σ = √500 ≈ 22).
-        let ones = a.iter().filter(|e| e.answer_token() == lego::BIT0 + 1).count();
+        let ones = a
+            .iter()
+            .filter(|e| e.answer_token() == lego::BIT0 + 1)
+            .count();
         assert!((910..=1090).contains(&ones), "{ones} ones of 2000");
         let nots = a
             .iter()
