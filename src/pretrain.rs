@@ -351,7 +351,7 @@ fn stage_record(
         .iter()
         .enumerate()
         .filter(|&(s, _)| m.examples_per_skill.get(s).is_some_and(|&n| n > 0))
-        .find(|(_, &l)| !(l <= converged_loss))
+        .find(|(_, &l)| l.is_nan() || l > converged_loss)
     {
         return Err(Error::Check {
             origin,
