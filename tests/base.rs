@@ -58,6 +58,23 @@ fn build_recorded(
     (manifest, events)
 }
 
+/// The base's recorded step-0 evaluation on LEGO k is what its weights give now.
+fn assert_step_zero_reproduces(base: &Base, k: usize) {
+    let zero = &base.manifest.step_zero[0];
+    let selected = select(DeviceKind::Flex).unwrap();
+    let again = evaluate_weights(
+        &base.manifest.model,
+        lego(k).build().unwrap().as_ref(),
+        &base.weights(),
+        &selected,
+    )
+    .unwrap();
+    assert_eq!(again.accuracy, zero.accuracy);
+    for (a, b) in again.loss.iter().zip(&zero.loss) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
+
 fn lego(k: usize) -> TaskSpec {
     TaskSpec::Lego {
         k,
@@ -95,15 +112,7 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
     assert_eq!(base.manifest, manifest);
     let zero = &manifest.step_zero[0];
     assert_eq!(zero.task, "lego k=3 graph=chain");
-    let again = evaluate_weights(
-        &manifest.model,
-        lego(3).build().unwrap().as_ref(),
-        &base.weights(),
-        &selected,
-    )
-    .unwrap();
-    assert_eq!(again.accuracy, zero.accuracy);
-    assert_eq!(again.loss, zero.loss);
+    assert_step_zero_reproduces(&base, 3);
 
     // A run with `init` = the folder gets the base's model, and its step-0 evaluation is the
     // base's.
@@ -252,18 +261,7 @@ fn the_committed_base_is_the_one_its_manifest_describes() {
     }
     let zero = &m.step_zero[0];
     assert_eq!(zero.task, "lego k=5 graph=chain");
-    let selected = select(DeviceKind::Flex).unwrap();
-    let again = evaluate_weights(
-        &m.model,
-        lego(5).build().unwrap().as_ref(),
-        &base.weights(),
-        &selected,
-    )
-    .unwrap();
-    assert_eq!(again.accuracy, zero.accuracy);
-    for (a, b) in again.loss.iter().zip(&zero.loss) {
-        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
-    }
+    assert_step_zero_reproduces(&base, 5);
     assert!(
         zero.accuracy[1..].iter().all(|&a| a <= 0.6),
         "{:?}",

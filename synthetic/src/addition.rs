@@ -127,11 +127,7 @@ impl Task for Addition {
             DIGIT0 + answer as u32,
         ]);
         debug_assert_eq!(tokens.len(), self.seq_len());
-        Example {
-            skill,
-            answer_pos: tokens.len() - 1,
-            tokens,
-        }
+        Example::answer_last(skill, tokens)
     }
 
     fn capacity(&self, _skill: usize) -> u128 {

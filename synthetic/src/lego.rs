@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Example, Task, TaskRng, Vocab};
+use crate::{permutations, Error, Example, Task, TaskRng, Vocab};
 
 /// The LEGO vocabulary (36 tokens). Letters a..z have ids 10..=35.
 pub static VOCAB: &Vocab = &Vocab::new(
@@ -251,18 +251,14 @@ impl Task for Lego {
         }
         tokens.extend([DOT, OUTPUT, name(queried), EQ, VAL, BIT0 + bit(queried)]);
         debug_assert_eq!(tokens.len(), self.seq_len());
-        Example {
-            skill,
-            answer_pos: tokens.len() - 1,
-            tokens,
-        }
+        Example::answer_last(skill, tokens)
     }
 
     fn capacity(&self, skill: usize) -> u128 {
         // Ordered names P(26, k), 2^k bits and k! clause orders, each text reached by as many draws
         // as the graph has symmetries fixing the queried variable.
-        let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
-        let orders = (1..=self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(i));
+        let names = permutations(26, self.k as u128);
+        let orders = permutations(self.k as u128, self.k as u128);
         let draws = names.saturating_mul(1u128 << self.k).saturating_mul(orders);
         if draws == u128::MAX {
             draws

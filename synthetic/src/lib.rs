@@ -64,6 +64,12 @@ pub enum Error {
     UnknownWord { vocab: &'static str, word: String },
 }
 
+/// P(n, r) = n! / (n − r)!, the ordered draws of r of n distinct things, saturating at
+/// `u128::MAX` (the count of name assignments in LEGO and recall).
+pub(crate) fn permutations(n: u128, r: u128) -> u128 {
+    (0..r).fold(1u128, |acc, i| acc.saturating_mul(n - i))
+}
+
 /// One skill of a task. Ids are 1-based, as in the paper (s1..sk).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skill {
@@ -84,6 +90,15 @@ pub struct Example {
 }
 
 impl Example {
+    /// An example whose answer is its last token.
+    pub fn answer_last(skill: usize, tokens: Vec<u32>) -> Self {
+        Self {
+            skill,
+            answer_pos: tokens.len() - 1,
+            tokens,
+        }
+    }
+
     /// The answer's token id.
     pub fn answer_token(&self) -> u32 {
         self.tokens[self.answer_pos]

@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 
 use crate::lego::{self, VOCAB};
-use crate::{Error, Example, Task, TaskRng, Vocab};
+use crate::{permutations, Error, Example, Task, TaskRng, Vocab};
 
 /// The number of skills: literal recall, recall through an operator (and, with `pointers`, the
 /// recall of a clause's letter).
@@ -183,27 +183,18 @@ impl Task for Recall {
             }
         }
         debug_assert_eq!(tokens.len(), self.seq_len());
-        Example {
-            skill,
-            answer_pos: tokens.len() - 1,
-            tokens,
-        }
+        Example::answer_last(skill, tokens)
     }
 
     fn capacity(&self, skill: usize) -> u128 {
         // Ordered names P(26, k) × 2^k bits (× 2^k operators for s2) × P(k, q) ordered queries.
-        let names = (0..self.k as u128).fold(1u128, |acc, i| acc.saturating_mul(26 - i));
-        let queries =
-            (0..self.queries as u128).fold(1u128, |acc, i| acc.saturating_mul(self.k as u128 - i));
+        let k = self.k as u128;
+        let queries = permutations(k, self.queries as u128);
         // Pointer recall: P(26, 2k) ordered names and pointers × 2^k operators.
         let (names, per_clause) = match skill {
-            1 => (names, 2),
-            2 => (names, 4),
-            _ => (
-                (self.k as u128..2 * self.k as u128)
-                    .fold(names, |acc, i| acc.saturating_mul(26 - i)),
-                2,
-            ),
+            1 => (permutations(26, k), 2),
+            2 => (permutations(26, k), 4),
+            _ => (permutations(26, 2 * k), 2),
         };
         (0..self.k)
             .fold(names, |acc, _| acc.saturating_mul(per_clause))
