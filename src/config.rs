@@ -301,12 +301,11 @@ pub(crate) fn merge<T: Serialize + for<'de> Deserialize<'de>>(
 /// The model a run starts from before its own `[model]` fields: a base folder's model when `init`
 /// names one (its shape is the base's), else the preset's.
 pub fn start_model(init: Option<&Path>, preset: &ModelConfig) -> Result<ModelConfig> {
-    match init {
-        Some(path) if crate::model::base::Base::is_base(path) => {
-            Ok(crate::model::base::Base::open(path)?.manifest.model)
-        }
-        _ => Ok(preset.clone()),
-    }
+    let base = init
+        .map(crate::model::base::open_init)
+        .transpose()?
+        .flatten();
+    Ok(base.map_or_else(|| preset.clone(), |base| base.manifest.model))
 }
 
 impl RunConfig {
@@ -382,9 +381,10 @@ impl RunConfig {
         })?;
         // A folder must be a base whose weights match its manifest, read by this run's task
         // (a file may be a stage's weights that a sweep has yet to train).
-        if let Some(path) = self.init.as_deref().filter(|p| p.is_dir()) {
-            crate::model::base::init_weights(path)?;
-            crate::model::base::Base::open(path)?.check_vocab(task.name(), task.vocab().name())?;
+        if let Some(path) = &self.init {
+            if let Some(base) = crate::model::base::open_init(path)? {
+                base.check_vocab(task.name(), task.vocab().name())?;
+            }
         }
         self.model.validate(origin)?;
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are

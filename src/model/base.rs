@@ -145,11 +145,12 @@ impl Base {
     }
 }
 
-/// The weights file an `init` path names: a base folder's `model.bpk` (checked against its
-/// manifest), or the path itself (an earlier run's `model.bpk`).
-pub fn init_weights(path: &Path) -> Result<PathBuf> {
+/// What an `init` path names: a base folder, opened (its weights checked against its manifest),
+/// or `None` for a weights file (an earlier run's `model.bpk`); a folder without a manifest is an
+/// error.
+pub fn open_init(path: &Path) -> Result<Option<Base>> {
     if Base::is_base(path) {
-        Ok(Base::open(path)?.weights())
+        Ok(Some(Base::open(path)?))
     } else if path.is_dir() {
         Err(Error::Invalid {
             origin: path.display().to_string(),
@@ -159,6 +160,12 @@ pub fn init_weights(path: &Path) -> Result<PathBuf> {
             ),
         })
     } else {
-        Ok(path.to_path_buf())
+        Ok(None)
     }
+}
+
+/// The weights file an `init` path names: a base folder's `model.bpk` (checked against its
+/// manifest), or the path itself.
+pub fn init_weights(path: &Path) -> Result<PathBuf> {
+    Ok(open_init(path)?.map_or_else(|| path.to_path_buf(), |base| base.weights()))
 }
