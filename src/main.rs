@@ -488,6 +488,20 @@ fn base_config(
     Ok((run, task_name))
 }
 
+/// The progress bar of training `len` steps (`train`, `base build`): elapsed, steps, rate, eta
+/// and a message.
+fn steps_bar(len: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 /// The model flags of `train` and `bench` over the config: `--model`, then `--weights` (which
 /// implies gpt-neo unless `--model` says otherwise) and `--random-init`.
 fn set_model(
@@ -637,14 +651,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
                 run.training.steps,
                 run.seed
             );
-            let bar = indicatif::ProgressBar::new(run.training.steps);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
+            let bar = steps_bar(run.training.steps);
             let mut last_acc = f64::NAN;
             let mut on_progress = |p: Progress| {
                 match p {
@@ -975,21 +982,12 @@ fn run(cli: Cli) -> skillit::Result<()> {
             let recipe = skillit::pretrain::Recipe::read(&recipe)?;
             let selected = skillit::device::select(device)?;
             let total: u64 = recipe.stages.iter().map(|(c, _)| c.training.steps).sum();
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
-                )
-                .expect("a valid template")
-                .progress_chars("=> "),
-            );
+            let bar = steps_bar(total);
             let mut before = 0;
             let mut last_loss = f64::NAN;
             let manifest =
                 skillit::pretrain::build(&recipe, &out, &selected, &mut |event| match event {
-                    skillit::pretrain::BuildEvent::Stage {
-                        stage, progress, ..
-                    } => match progress {
+                    skillit::pretrain::BuildEvent::Stage { stage, progress } => match progress {
                         Progress::Step { step, loss } => {
                             bar.set_position(before + step);
                             bar.set_message(format!(

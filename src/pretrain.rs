@@ -80,11 +80,10 @@ fn stratified() -> MethodSpec {
 pub struct Recipe {
     pub name: String,
     pub seed: u64,
-    /// What the first stage starts from (a fresh model from the seed when `None`).
-    pub init: Option<PathBuf>,
     pub model: ModelConfig,
-    /// Each stage's run config (its `init` is the stage before's weights, filled in by
-    /// [`build`]) and its convergence threshold.
+    /// Each stage's run config and its convergence threshold. The first stage's `init` is the
+    /// recipe's (a fresh model from the seed when `None`); a later stage's is the stage before's
+    /// weights, filled in by [`build`].
     pub stages: Vec<(RunConfig, f64)>,
     pub serves: Vec<TaskSpec>,
     /// The file's text, kept in the manifest.
@@ -174,7 +173,6 @@ impl Recipe {
         Ok(Self {
             name: file.name,
             seed: file.seed,
-            init: file.init,
             model,
             stages,
             serves: file.serves,
@@ -198,15 +196,8 @@ impl Recipe {
 /// What [`build`] reports: a stage's training progress, or that a stage was found finished.
 #[derive(Debug, Clone, Copy)]
 pub enum BuildEvent {
-    Stage {
-        stage: usize,
-        steps: u64,
-        progress: Progress,
-    },
-    StageDone {
-        stage: usize,
-        reused: bool,
-    },
+    Stage { stage: usize, progress: Progress },
+    StageDone { stage: usize, reused: bool },
 }
 
 /// Trains every stage of `recipe` into `out/stages/` (finished stages are kept), checks that each
@@ -220,12 +211,14 @@ pub fn build(
     crate::results::prepare_output_dir(out, "--out")?;
     let dirs = recipe.stage_dirs(out);
     let mut records = Vec::new();
-    let mut init: Option<PathBuf> = recipe.init.clone();
+    let mut previous: Option<PathBuf> = None;
     let mut wall_time = 0.0;
     let mut trained_any = false;
     for (i, ((config, converged_loss), dir)) in recipe.stages.iter().zip(&dirs).enumerate() {
         let mut config = config.clone();
-        config.init = init.clone();
+        if previous.is_some() {
+            config.init = previous.clone();
+        }
         // A stage is kept only while every stage before it was: one trained anew gives the
         // stages after it other starting weights.
         let kept = match trained_any {
@@ -242,12 +235,10 @@ pub fn build(
                 m
             }
             None => {
-                let steps = config.training.steps;
                 let run_id = format!("stage{}-{}", i + 1, config.task.name());
                 let m = crate::train::train(&config, selected, dir, Some(&run_id), &mut |p| {
                     on_event(BuildEvent::Stage {
                         stage: i + 1,
-                        steps,
                         progress: p,
                     });
                     Flow::Continue
@@ -263,9 +254,9 @@ pub fn build(
         let record = stage_record(&config, &manifest, *converged_loss, dir)?;
         wall_time += record.wall_time_s;
         records.push(record);
-        init = Some(dir.join(WEIGHTS));
+        previous = Some(dir.join(WEIGHTS));
     }
-    let last = init.expect("a recipe has a stage");
+    let last = previous.expect("a recipe has a stage");
     let bytes = std::fs::read(&last).map_err(|source| Error::Io {
         path: last.clone(),
         source,
