@@ -24,9 +24,10 @@
 //!
 //! Each stage's run lives in `OUT/stages/N-TASK/` and resumes like any run; a finished stage of
 //! the same config is not trained again while every stage before it was kept, so the command
-//! continues a killed build, also in a base folder that was moved. A stage whose final validation loss
-//! is above its `converged_loss` on any skill it trained on stops the build with an error: a base is only
-//! written from stages that converged (the lookup stage is the fragile part, SPEC §12).
+//! continues a killed build, also in a base folder that was moved. A stage whose final validation
+//! loss is above its `converged_loss` on any skill it trained on stops the build with an error: a
+//! base is only written from stages that converged (the lookup stage is the fragile part,
+//! SPEC §12).
 
 use std::path::{Path, PathBuf};
 

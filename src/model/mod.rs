@@ -2,8 +2,9 @@
 //! [`GptNeo`] (gpt_neo.rs), the paper's pretrained model loaded from Hugging Face weights; [`Model`]
 //! is either, behind one interface, and [`Codec`] (codec.rs) turns a task's examples into its ids.
 //!
-//! The transformer: token and learned position embeddings, pre-norm blocks (an optional short causal
-//! convolution, causal multi-head attention, GELU MLP), a final LayerNorm and a linear head.
+//! The transformer: token and learned position embeddings, pre-norm blocks (an optional short
+//! causal convolution, causal multi-head attention, GELU MLP), a final LayerNorm and a linear head.
+//! Plain burn 0.22 modules: no backend generic; the device decides where it runs.
 //!
 //! The convolution (`conv_kernel` = K > 0) is a depthwise causal convolution over the last K
 //! positions, a residual sub-layer before attention: `x + conv(LN(x))`, with
@@ -11,16 +12,15 @@
 //! position its predecessors' features, the previous-token half of the induction circuit that
 //! attention is slow to form by itself: with it, key→value recall is learned in 200–300 steps
 //! instead of a 3,000-step plateau (SPEC §12; cf. the Canon layers of Allen-Zhu's Physics of
-//! Language Models 4.1, the short convolutions of Zoology/Based, RWKV's token shift). Plain burn 0.22 modules: no backend
-//! generic; the device decides where it runs.
+//! Language Models 4.1, the short convolutions of Zoology/Based, RWKV's token shift).
 //!
 //! Initialisation follows GPT-2 / nanoGPT: every weight ~ N(0, 0.02), the two residual projections
 //! of each block ~ N(0, 0.02 / √(2·n_layers)), biases 0, LayerNorm γ = 1, β = 0. The weights are
 //! drawn on the host from a ChaCha stream and uploaded, so a seed gives the same initial model on
-//! every backend (flex, wgpu, ...) and whatever else runs in the process. The convolutions' weights
-//! and biases ~ U(−1/√K, 1/√K) (PyTorch's `Conv1d` default for a depthwise kernel of K taps) are
-//! drawn after every other weight, so a model with the convolution has the same other weights as
-//! the one without it from the same seed.
+//! every backend (flex, wgpu, ...) and whatever else runs in the process. The convolutions'
+//! weights and biases ~ U(−1/√K, 1/√K) (PyTorch's `Conv1d` default for a depthwise kernel of K
+//! taps) are drawn after every other weight, so a model with the convolution has the same other
+//! weights as the one without it from the same seed.
 
 use burn::module::{Module, Param};
 use burn::nn::{

@@ -1,24 +1,32 @@
 //! Recall: the pre-training corpus of a base model (SPEC §12). One-hop lookup in LEGO's clause
-//! format, with no chains: every clause states its variable's bit, and the query asks one of them.
+//! format, with no chains: no clause refers to another clause's variable, and the query asks one
+//! of them.
 //!
 //! ```text
-//! s1 (literal):   Input: b = val 1 , v = val 0 , h = val 1 , u = val 1 , q = val 0 . Output: v = val 0
-//! s2 (operators): Input: b = not 1 , v = val 0 , h = not 0 , u = val 1 , q = not 1 . Output: h = val 1
+//! s1 (literal):   Input: b = val 1 , v = val 0 , h = val 1 , u = val 1 , q = val 0 .
+//!                 Output: v = val 0
+//! s2 (operators): Input: b = not 1 , v = val 0 , h = not 0 , u = val 1 , q = not 1 .
+//!                 Output: h = val 1
+//! s3 (pointers):  Input: b = not p , v = val x , h = not e , u = val m , q = val k .
+//!                 Output: h = not e
 //! ```
 //!
 //! A clause `x = val d` gives x the bit d, `x = not d` the bit 1 − d; the answer is the queried
-//! variable's bit. With `queries` = q > 1 the output asks q distinct variables in turn
-//! (`Output: v = val 0 , h = val 1 , b = val 0`), each answer supervised by the whole-sequence
-//! loss: q lookups per sequence instead of one, the dense supervision under which small attention
-//! models learn recall quickly (multi-query associative recall, Zoology); the example's answer is
-//! the last one. Fewer queries than clauses keep the last answer from following by counting the
-//! bits not yet asked. This is the ability a pretrained LM brings to LEGO (find the clause that names the
-//! queried variable, read its bit, apply its operator) without any LEGO chain: no clause refers to
-//! another variable, so a model trained on it has seen no skill of LEGO beyond the root's literal
-//! bit. It uses LEGO's vocabulary and sequence layout (5k + 6 tokens), so a base trained on it
-//! continues on LEGO with the same token ids and positions.
+//! variable's bit. This is the ability a pretrained LM brings to LEGO (find the clause that names
+//! the queried variable, read its bit, apply its operator) without any LEGO chain, so a model
+//! trained on it has seen no skill of LEGO beyond the root's literal bit. With `pointers`, s3
+//! relates each variable to a letter that names no clause and asks for that letter: the first hop
+//! of a LEGO lookup without the second.
 //!
-//! Names, bits, operators, clause order and the queried clause are uniform and independent.
+//! With `queries` = q > 1 the output asks q distinct variables in turn (`Output: v = val 0 ,
+//! h = val 1 , b = val 0`), each answer supervised by the whole-sequence loss: q lookups per
+//! sequence instead of one, the dense supervision under which small attention models learn recall
+//! quickly (multi-query associative recall, Zoology); the example's answer is the last one. Fewer
+//! queries than clauses keep the last answer from following by counting the bits not yet asked.
+//! With one query the corpus has LEGO's vocabulary and sequence layout (5k + 6 tokens), so a base
+//! trained on it continues on LEGO with the same token ids and positions.
+//!
+//! Names, bits, operators, clause order and the queried clauses are uniform and independent.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
