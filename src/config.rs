@@ -251,6 +251,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
             k,
             queries: 1,
             pointers: false,
+            hops: 1,
         },
         _ => TaskSpec::Lego {
             k,

@@ -106,6 +106,7 @@ impl GenerateRequest {
                 k: self.k.unwrap_or(5),
                 queries: 1,
                 pointers: false,
+                hops: 1,
             },
         })
     }

@@ -160,6 +160,21 @@ pub fn default_run_id(config: &RunConfig, method: &dyn MixtureMethod) -> String 
     format!("{}-{}-s{}", config.task.name(), method.name(), config.seed)
 }
 
+/// A pool's mixture over all `k` skills: `weights` (one per skill) kept on the training skills and
+/// normalized, uniform over them where no weights are given or none falls on a training skill.
+pub fn pool_mixture(weights: Option<Vec<f64>>, train_skills: &[usize], k: usize) -> Vec<f64> {
+    let on_train: Vec<f64> = match weights {
+        Some(w) => train_skills.iter().map(|&s| w[s - 1]).collect(),
+        None => vec![1.0; train_skills.len()],
+    };
+    let total: f64 = on_train.iter().sum();
+    let normalized: Vec<f64> = match total > 0.0 {
+        true => on_train.iter().map(|w| w / total).collect(),
+        false => vec![1.0 / train_skills.len() as f64; train_skills.len()],
+    };
+    crate::method::expand(&normalized, train_skills, k)
+}
+
 /// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill with a
 /// positive weight takes the remainder (SPEC §6; the authors' `_generate_data_segment`, whose skill
 /// list holds only the skills being trained).
@@ -638,12 +653,12 @@ pub fn train(
     let mut round_train_losses: Vec<Vec<Option<f64>>> = Vec::new();
     let mut last_checkpoint: u64 = 0;
 
-    // The example-level curricula choose from a stratified pool of the whole budget, scored by
-    // the initial model where they order it by that score.
+    // The example-level curricula choose from a pool of the whole budget (drawn with the
+    // method's proportions over the training skills, else stratified), scored by the initial
+    // model where they order it by that score.
     let mut pool: Vec<Example> = Vec::new();
     if method.wants_pool() {
-        let uniform = vec![1.0 / train_skills.len() as f64; train_skills.len()];
-        let mixture = crate::method::expand(&uniform, &train_skills, k);
+        let mixture = pool_mixture(method.pool_mixture(), &train_skills, k);
         let counts = exact_counts(&mixture, t.steps as usize * t.batch_size);
         for (skill, &c) in counts.iter().enumerate() {
             pool.extend(stream.take(skill + 1, c)?);
@@ -1172,6 +1187,21 @@ fn observed_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_keeps_its_weights_on_the_training_skills() {
+        // 1:1:1:3:5 over all five skills: 1/11, 1/11, 1/11, 3/11, 5/11.
+        let w = Some(vec![1.0, 1.0, 1.0, 3.0, 5.0]);
+        let all = pool_mixture(w.clone(), &[1, 2, 3, 4, 5], 5);
+        assert_eq!(
+            all,
+            vec![1.0 / 11.0, 1.0 / 11.0, 1.0 / 11.0, 3.0 / 11.0, 5.0 / 11.0]
+        );
+        // Training s3..s5 only: 1:3:5 of 9, nothing on s1, s2.
+        let ft = pool_mixture(w, &[3, 4, 5], 5);
+        assert_eq!(ft, vec![0.0, 0.0, 1.0 / 9.0, 3.0 / 9.0, 5.0 / 9.0]);
+        assert_eq!(pool_mixture(None, &[2, 4], 4), vec![0.0, 0.5, 0.0, 0.5]);
+    }
 
     #[test]
     fn exact_counts_give_the_remainder_to_the_last_skill() {

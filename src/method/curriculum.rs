@@ -1,9 +1,20 @@
 //! `curriculum` and `anticurriculum` (SPEC §9; the authors' `curriculum_trainer.py`): score every
-//! example of a stratified pool by the initial model's answer-token loss, sort ascending
-//! (curriculum) or descending (anticurriculum), and in round r (1-based) draw the round's n examples
-//! uniformly without replacement from the first r·n of the sorted pool (linear pacing: the pool
-//! holds the whole budget, so the last round may draw from all of it). `ramp` < 1 (ours) admits
-//! the pool faster, the first r·n / ramp, so that only the first `ramp` of the run is paced.
+//! example of a pool by the initial model's answer-token loss, sort ascending (curriculum) or
+//! descending (anticurriculum), and in round r (1-based) draw the round's n examples uniformly
+//! without replacement from the first r·n of the sorted pool (linear pacing, their `_get_pacing`,
+//! curriculum_trainer.py:16–19: the pool holds the whole budget, so the last round may draw from all
+//! of it). `ramp` < 1 (ours) admits the pool faster, the first r·n / ramp, so that only the first
+//! `ramp` of the run is paced.
+//!
+//! The defaults are the authors' scripts (HazyResearch/skill-it, `scripts/*/pt/run_curriculum.sh`
+//! and `run_anticurriculum.sh`): in pre-training the pool is drawn with the paper's imbalanced
+//! mixture (`--sample_rule mixture --proportions 1 1 1 3 5` for LEGO k = 5, `13 14 18` for addition
+//! k = 3; [`super::paper_random_weights`]), and a round lasts their `--update_steps` (1,000 steps for
+//! LEGO, 2,000 for addition: 6 and 3 rounds of a 6,000-step run). `pool = [...]` gives other pool
+//! proportions (`[1, 1, 1, 1, 1]`: skillit's stratified pool before 2026-11-28), `update_steps` other
+//! rounds. In fine-tuning (no script of theirs) the pool is uniform over the training skills and a
+//! round is the run's `steps_per_round`. The pool is drawn with exact per-skill counts where their
+//! generator draws each example's skill at random with those proportions.
 //!
 //! Two controls of ours share the pacing and change only the order, to find out why the curricula
 //! teach addition from scratch where every skill-level method stays at chance (results/README.md):
@@ -19,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{MixtureMethod, Observation, Plan, ScoredPool};
 
-/// The pacing's parameter.
+/// The pacing's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PacingConfig {
@@ -27,11 +38,48 @@ pub struct PacingConfig {
     /// (1: the authors' linear pacing over the whole run). With `ramp` = 0.2, the first fifth of
     /// the rounds admit the pool step by step and the later ones draw from all of it.
     pub ramp: f64,
+    /// The pool's skill proportions, one weight per skill of the task (empty: the authors' for the
+    /// task and setting, see the module docs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pool: Vec<f64>,
+    /// Optimizer steps per round (absent: the authors' for the task, else the run's
+    /// `steps_per_round`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_steps: Option<u64>,
 }
 
 impl Default for PacingConfig {
     fn default() -> Self {
-        Self { ramp: 1.0 }
+        Self {
+            ramp: 1.0,
+            pool: Vec::new(),
+            update_steps: None,
+        }
+    }
+}
+
+impl PacingConfig {
+    /// Fills what the config leaves open with the authors' choices for `task` in `setting`: the
+    /// paper's imbalanced pool and their `--update_steps` in pre-training (LEGO k = 5: 1,000,
+    /// `scripts/lego/pt/run_curriculum.sh`; addition k = 3: 2,000,
+    /// `scripts/addition/pt/run_curriculum.sh`), a uniform pool and the run's rounds otherwise.
+    pub fn resolved(&self, task: &str, num_skills: usize, setting: &str) -> Self {
+        let pretrain = setting == "pretrain";
+        let mut c = self.clone();
+        if c.pool.is_empty() {
+            c.pool = match pretrain {
+                true => super::paper_random_weights(task, num_skills),
+                false => vec![1.0; num_skills],
+            };
+        }
+        if c.update_steps.is_none() && pretrain {
+            c.update_steps = match (task, num_skills) {
+                ("lego", 5) => Some(1000),
+                ("addition", 3) => Some(2000),
+                _ => None,
+            };
+        }
+        c
     }
 }
 
@@ -98,11 +146,27 @@ impl MixtureMethod for Curriculum {
     }
 
     fn params(&self) -> String {
-        if self.pacing == PacingConfig::default() {
-            "pacing=linear".into()
-        } else {
-            format!("pacing=linear,ramp={}", self.pacing.ramp)
+        let p = &self.pacing;
+        let mut s = String::from("pacing=linear");
+        if p.ramp != 1.0 {
+            s += &format!(",ramp={}", p.ramp);
         }
+        if !p.pool.is_empty() {
+            let w: Vec<String> = p.pool.iter().map(f64::to_string).collect();
+            s += &format!(";pool={}", w.join(":"));
+        }
+        if let Some(u) = p.update_steps {
+            s += &format!(";update_steps={u}");
+        }
+        s
+    }
+
+    fn round_steps(&mut self, _observation: &Observation, default: u64) -> u64 {
+        self.pacing.update_steps.unwrap_or(default)
+    }
+
+    fn pool_mixture(&self) -> Option<Vec<f64>> {
+        (!self.pacing.pool.is_empty()).then(|| self.pacing.pool.clone())
     }
 
     /// The skill proportions of the whole pool (what the rounds draw from in the end).
@@ -230,7 +294,10 @@ mod tests {
     fn a_short_ramp_admits_the_whole_pool_early() {
         // 12 examples, rounds of n = 2, ramp 0.5: round r (0-based) admits (r + 1)·2 / 0.5 =
         // 4, 8, 12 examples, then all 12 in every later round; the default ramp 1 admits 2, 4, 6.
-        let mut c = Curriculum::new(PoolOrder::Random).with_pacing(PacingConfig { ramp: 0.5 });
+        let mut c = Curriculum::new(PoolOrder::Random).with_pacing(PacingConfig {
+            ramp: 0.5,
+            ..PacingConfig::default()
+        });
         c.set_pool(class_pool(0));
         let sizes: Vec<usize> = (0..5).map(|r| c.eligible(r, 2).len()).collect();
         assert_eq!(sizes, vec![4, 8, 12, 12, 12]);
@@ -239,11 +306,33 @@ mod tests {
         d.set_pool(class_pool(0));
         let sizes: Vec<usize> = (0..3).map(|r| d.eligible(r, 2).len()).collect();
         assert_eq!(sizes, vec![2, 4, 6]);
-        assert_eq!(
-            d.params(),
-            "pacing=linear",
-            "the default keeps the committed run ids"
-        );
+        assert_eq!(d.params(), "pacing=linear");
+    }
+
+    #[test]
+    fn the_authors_pool_and_rounds_by_task_and_setting() {
+        // LEGO k = 5 pre-training: run_curriculum.sh's `--proportions 1 1 1 3 5 --update_steps
+        // 1000`; addition k = 3: `13 14 18`, `--update_steps 2000`.
+        let lego = PacingConfig::default().resolved("lego", 5, "pretrain");
+        assert_eq!(lego.pool, vec![1.0, 1.0, 1.0, 3.0, 5.0]);
+        assert_eq!(lego.update_steps, Some(1000));
+        let addition = PacingConfig::default().resolved("addition", 3, "pretrain");
+        assert_eq!(addition.pool, vec![13.0, 14.0, 18.0]);
+        assert_eq!(addition.update_steps, Some(2000));
+        // Fine-tuning: uniform, the run's rounds; a given pool or round length is kept.
+        let ft = PacingConfig::default().resolved("lego", 5, "finetune");
+        assert_eq!((ft.pool, ft.update_steps), (vec![1.0; 5], None));
+        let given = PacingConfig {
+            pool: vec![1.0; 5],
+            update_steps: Some(500),
+            ..PacingConfig::default()
+        }
+        .resolved("lego", 5, "pretrain");
+        assert_eq!((given.pool, given.update_steps), (vec![1.0; 5], Some(500)));
+        let mut c = Curriculum::new(PoolOrder::Loss).with_pacing(lego);
+        assert_eq!(c.params(), "pacing=linear;pool=1:1:1:3:5;update_steps=1000");
+        assert_eq!(c.round_steps(&obs(0), 200), 1000);
+        assert_eq!(c.pool_mixture(), Some(vec![1.0, 1.0, 1.0, 3.0, 5.0]));
     }
 
     fn obs(round: usize) -> Observation<'static> {

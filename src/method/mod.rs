@@ -19,7 +19,7 @@ pub use aioli::{Aioli, AioliConfig};
 pub use curriculum::{Curriculum, PacingConfig, PoolOrder};
 pub use doremi::{Doremi, DoremiConfig};
 pub use fixed::Fixed;
-pub use odm::{Odm, OdmConfig};
+pub use odm::{Odm, OdmConfig, OdmReward};
 pub use skill_curriculum::{SkillCurriculum, SkillCurriculumConfig};
 pub use skill_it::{exp_weights, Aggregate, SkillIt, SkillItConfig, WindowUnit};
 pub use stratified::Stratified;
@@ -128,6 +128,12 @@ pub trait MixtureMethod: Send {
     /// [`ScoredPool::losses`] is empty and the loop skips scoring the pool.
     fn scores_pool(&self) -> bool {
         true
+    }
+
+    /// The pool's skill proportions, one weight per skill of the task (`None`: uniform over the
+    /// training skills). Skills the setting does not train on get none.
+    fn pool_mixture(&self) -> Option<Vec<f64>> {
+        None
     }
 
     /// Receives the scored pool.
@@ -537,17 +543,21 @@ impl MethodSpec {
                     })
                 }
             },
-            MethodSpec::Curriculum { config } => {
-                Box::new(Curriculum::new(PoolOrder::Loss).with_pacing(config.clone()))
-            }
-            MethodSpec::Anticurriculum { config } => {
-                Box::new(Curriculum::new(PoolOrder::LossDescending).with_pacing(config.clone()))
-            }
-            MethodSpec::ClassCurriculum { config } => {
-                Box::new(Curriculum::new(PoolOrder::AnswerClass).with_pacing(config.clone()))
-            }
-            MethodSpec::PacedRandom { config } => {
-                Box::new(Curriculum::new(PoolOrder::Random).with_pacing(config.clone()))
+            MethodSpec::Curriculum { config }
+            | MethodSpec::Anticurriculum { config }
+            | MethodSpec::ClassCurriculum { config }
+            | MethodSpec::PacedRandom { config } => {
+                let order = match self {
+                    MethodSpec::Curriculum { .. } => PoolOrder::Loss,
+                    MethodSpec::Anticurriculum { .. } => PoolOrder::LossDescending,
+                    MethodSpec::ClassCurriculum { .. } => PoolOrder::AnswerClass,
+                    _ => PoolOrder::Random,
+                };
+                Box::new(Curriculum::new(order).with_pacing(config.resolved(
+                    task.name(),
+                    k,
+                    setting,
+                )))
             }
             MethodSpec::SkillCurriculum { config } => {
                 Box::new(SkillCurriculum::new(false, config.clone()))

@@ -210,6 +210,9 @@ pub enum TaskSpec {
         /// Adds s3, pointer recall (copy the queried clause's letter).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pointers: bool,
+        /// With pointers, adds s4..s(hops + 2): follow letter pointers 2..=hops deep.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        hops: usize,
     },
 }
 
@@ -248,13 +251,15 @@ impl TaskSpec {
                 k,
                 queries,
                 pointers,
+                hops,
             } => {
                 let recall = Recall::with_queries(k, queries)?;
-                Box::new(if pointers {
+                let recall = if pointers {
                     recall.with_pointers()?
                 } else {
                     recall
-                })
+                };
+                Box::new(recall.with_hops(hops)?)
             }
         })
     }

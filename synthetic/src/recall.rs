@@ -9,6 +9,8 @@
 //!                 Output: h = val 1
 //! s3 (pointers):  Input: b = not p , v = val x , h = not e , u = val m , q = val k .
 //!                 Output: h = not e
+//! s4 (2 hops):    Input: b = val v , v = val p , h = val e , u = val h , q = val b .
+//!                 Output: b = val p
 //! ```
 //!
 //! A clause `x = val d` gives x the bit d, `x = not d` the bit 1 − d; the answer is the queried
@@ -16,7 +18,13 @@
 //! the queried variable, read its bit, apply its operator) without any LEGO chain, so a model
 //! trained on it has seen no skill of LEGO beyond the root's literal bit. With `pointers`, s3
 //! relates each variable to a letter that names no clause and asks for that letter: the first hop
-//! of a LEGO lookup without the second.
+//! of a LEGO lookup without the second. With `hops` = h > 1, skills s4..s(h + 2) follow pointers
+//! d = 2..h deep: the clauses form a forest of letter pointers (the queried variable's chain of
+//! length d, and at least one other root, so the answer is one of several letters that name no
+//! clause), every operator is `val`, and the answer is the letter at the end of the queried
+//! variable's chain. That is LEGO's lookup, hop after hop, without its bits and parities: the
+//! answer is a 26-way letter, so each hop learned narrows it (a first-order signal), where LEGO's
+//! XOR of operators gives none until the whole path is known.
 //!
 //! With `queries` = q > 1 the output asks q distinct variables in turn (`Output: v = val 0 ,
 //! h = val 1 , b = val 0`), each answer supervised by the whole-sequence loss: q lookups per
@@ -44,6 +52,8 @@ pub struct Recall {
     k: usize,
     queries: usize,
     pointers: bool,
+    /// The deepest pointer chain asked (1: pointers without chains).
+    hops: usize,
 }
 
 impl Recall {
@@ -74,6 +84,7 @@ impl Recall {
             k,
             queries,
             pointers: false,
+            hops: 1,
         })
     }
 
@@ -94,9 +105,96 @@ impl Recall {
         Ok(self)
     }
 
+    /// Adds skills s4..s(hops + 2): follow letter pointers d = 2..=hops deep (see the module
+    /// docs). Needs pointers, one query, and 2 ≤ hops ≤ k − 1 (another root beside the queried
+    /// chain, so the answer is never the only letter that names no clause).
+    pub fn with_hops(mut self, hops: usize) -> Result<Self, Error> {
+        let invalid = |allowed: String| Error::InvalidParameter {
+            task: "recall",
+            field: "hops",
+            value: hops.to_string(),
+            allowed,
+        };
+        if hops == 1 {
+            return Ok(self);
+        }
+        if !self.pointers || self.queries != 1 {
+            return Err(invalid(
+                "hops > 1 needs pointers = true and queries = 1".into(),
+            ));
+        }
+        if !(2..self.k).contains(&hops) {
+            return Err(invalid(format!(
+                "hops must be in 1..=k − 1 = {}",
+                self.k - 1
+            )));
+        }
+        self.hops = hops;
+        Ok(self)
+    }
+
     /// The number of clauses.
     pub fn k(&self) -> usize {
         self.k
+    }
+}
+
+impl Recall {
+    /// A pointer chase `depth` (2..=hops) deep. The queried chain c_1 → … → c_depth (c_1 points
+    /// to a letter that names no clause, each later c_j to c_{j−1}); the first other clause is a
+    /// second root with its own letter; each further one points to a uniform choice among the
+    /// clauses placed before it and a new letter. The clauses appear in a uniform order.
+    fn chase(&self, depth: usize, rng: &mut TaskRng) -> Example {
+        let k = self.k;
+        let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
+        letters.shuffle(rng);
+        // letters[..k] name the clauses (the chain first); letters[k..] are the pointers' ends.
+        let mut fresh = k;
+        let mut target = vec![0u8; k];
+        for (n, t) in target.iter_mut().enumerate() {
+            let pick = if n == 0 || n == depth {
+                k
+            } else if n < depth {
+                n - 1
+            } else {
+                // A new letter (k) or one of the n clauses placed so far.
+                match rng.random_range(0..=n) {
+                    0 => k,
+                    m => m - 1,
+                }
+            };
+            *t = if pick == k {
+                fresh += 1;
+                letters[fresh - 1]
+            } else {
+                letters[pick]
+            };
+        }
+        let mut order: Vec<usize> = (0..k).collect();
+        order.shuffle(rng);
+        let name = |n: usize| lego::LETTER_A + letters[n] as u32;
+        let mut tokens = Vec::with_capacity(self.seq_len());
+        tokens.push(lego::INPUT);
+        for (i, &n) in order.iter().enumerate() {
+            if i > 0 {
+                tokens.push(lego::COMMA);
+            }
+            tokens.extend([
+                name(n),
+                lego::EQ,
+                lego::VAL,
+                lego::LETTER_A + target[n] as u32,
+            ]);
+        }
+        tokens.extend([lego::DOT, lego::OUTPUT]);
+        tokens.extend([
+            name(depth - 1),
+            lego::EQ,
+            lego::VAL,
+            lego::LETTER_A + target[0] as u32,
+        ]);
+        debug_assert_eq!(tokens.len(), self.seq_len());
+        Example::answer_last(depth + 2, tokens)
     }
 }
 
@@ -106,14 +204,15 @@ impl Task for Recall {
     }
 
     fn num_skills(&self) -> usize {
-        SKILLS + usize::from(self.pointers)
+        SKILLS + if self.pointers { self.hops } else { 0 }
     }
 
     fn skill_name(&self, id: usize) -> String {
         match id {
             1 => "s1 (literal)".into(),
             2 => "s2 (operators)".into(),
-            _ => "s3 (pointer)".into(),
+            3 => "s3 (pointer)".into(),
+            _ => format!("s{id} ({} hops)", id - 2),
         }
     }
 
@@ -132,6 +231,9 @@ impl Task for Recall {
     }
 
     fn example(&self, skill: usize, rng: &mut TaskRng) -> Example {
+        if skill > 3 {
+            return self.chase(skill - 2, rng);
+        }
         let k = self.k;
         let pointer = skill == 3;
         let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
@@ -202,7 +304,10 @@ impl Task for Recall {
         let (names, per_clause) = match skill {
             1 => (permutations(26, k), 2),
             2 => (permutations(26, k), 4),
-            _ => (permutations(26, 2 * k), 2),
+            3 => (permutations(26, 2 * k), 2),
+            // A lower bound: the k names in their roles and the two roots' letters, each tuple
+            // written in a different text (clause order and the other pointers only add more).
+            _ => return permutations(26, k as u128 + 2),
         };
         (0..self.k)
             .fold(names, |acc, _| acc.saturating_mul(per_clause))
@@ -216,6 +321,9 @@ impl Task for Recall {
         }
         if self.pointers {
             d += " pointers";
+        }
+        if self.hops > 1 {
+            d += &format!(" hops={}", self.hops);
         }
         d
     }
@@ -281,6 +389,72 @@ mod tests {
         // k = 2: 26·25·24·23 names and pointers × 2² operators × 2 queries.
         let two = Recall::new(2).unwrap().with_pointers().unwrap();
         assert_eq!(two.capacity(3), 26 * 25 * 24 * 23 * 4 * 2);
+    }
+
+    #[test]
+    fn hops_follow_a_pointer_chain_of_the_skills_depth_to_one_of_several_ends() {
+        let task = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_hops(4)
+            .unwrap();
+        assert_eq!(task.num_skills(), 6);
+        assert_eq!(task.skill_name(5), "s5 (3 hops)");
+        let mut rng = stream_rng(5, Purpose::TRAIN, 4);
+        let mut other_depths = [0usize; 6];
+        for skill in 4..=6 {
+            for _ in 0..400 {
+                let e = task.example(skill, &mut rng);
+                assert_eq!((e.skill, e.tokens.len(), e.answer_pos), (skill, 31, 30));
+                let text = e.text(VOCAB);
+                let (input, output) = text.split_once(" . Output: ").unwrap();
+                let clauses: Vec<Vec<&str>> = input
+                    .trim_start_matches("Input: ")
+                    .split(" , ")
+                    .map(|c| c.split(' ').collect())
+                    .collect();
+                assert!(clauses.iter().all(|c| c[2] == "val"), "{text}");
+                let points: std::collections::HashMap<&str, &str> =
+                    clauses.iter().map(|c| (c[0], c[3])).collect();
+                // Follow the pointers from a name to a letter that names no clause.
+                let follow = |start: &str| {
+                    let (mut name, mut depth) = (start.to_string(), 0);
+                    while let Some(next) = points.get(name.as_str()) {
+                        (name, depth) = (next.to_string(), depth + 1);
+                        assert!(depth <= 5, "a cycle: {text}");
+                    }
+                    (name, depth)
+                };
+                let w: Vec<&str> = output.split(' ').collect();
+                assert_eq!(&w[1..3], ["=", "val"]);
+                assert_eq!(follow(w[0]), (w[3].to_string(), skill - 2), "{text}");
+                assert_eq!(e.answer(VOCAB), w[3]);
+                // At least two chains end in different letters, so the end is looked up.
+                let mut ends: Vec<String> = clauses.iter().map(|c| follow(c[0]).0).collect();
+                ends.sort();
+                ends.dedup();
+                assert!(ends.len() >= 2, "{text}");
+                for c in &clauses {
+                    other_depths[follow(c[0]).1] += 1;
+                }
+            }
+        }
+        // The other clauses sit at every depth 1..=5 - 1 = 4 (they may extend the queried chain).
+        assert!(
+            other_depths[1..=4].iter().all(|&n| n > 0),
+            "{other_depths:?}"
+        );
+        // Skills s1..s3 draw as without hops.
+        let pointers = Recall::new(5).unwrap().with_pointers().unwrap();
+        for skill in 1..=3 {
+            assert_eq!(task_draws(&task, skill), task_draws(&pointers, skill));
+        }
+        assert_eq!(task_draws(&task, 5), task_draws(&task, 5));
+        let bad = |r: Result<Recall, Error>| r.unwrap_err().to_string();
+        assert!(bad(pointers.clone().with_hops(5)).contains("hops must be in 1..=k − 1 = 4"));
+        assert!(bad(Recall::new(5).unwrap().with_hops(2)).contains("pointers = true"));
+        assert!(task.capacity(6) >= 26 * 25 * 24 * 23 * 22 * 21 * 20);
     }
 
     fn task_draws(task: &Recall, skill: usize) -> Vec<Example> {
