@@ -7,11 +7,18 @@
 //! validation losses are probed, and column j of the estimate gains the drop in every skill's loss:
 //! Â[:, j] += L_before − L_after. Â is divided by `lp_rounds`; unless the mixtures were one-hot, each
 //! row i is unmixed by solving W·A[i] = Â[i] (W[j][l] = the weight sub-round j put on skill l). With
-//! `normalize`, A is shifted to be non-negative and divided by its sum; with `ema` > 0 it is smoothed
-//! (A_ema = (1 − ema)·A + ema·A_ema_before). Then the mixture for the rest of the round is
-//! p ∝ exp(η · Σ_i A[i][j]) (with `ema`: from uniform each round, as the code does; with ema = 0:
-//! p ∝ p_before · exp(η · Σ_i A[i][j]), multiplied over rounds). The LearnParams steps train the model
-//! too; they count towards the run's steps.
+//! `normalize`, A is shifted to be non-negative and divided by its sum; with an `ema` factor it is
+//! smoothed (A_ema = (1 − ema)·A + ema·A_ema_before; ema = 0 keeps only this round's A). Then the
+//! mixture for the rest of the round is p ∝ exp(η · Σ_i A[i][j]) from uniform each round; with
+//! `ema = "none"` (the code without `--ema`) p ∝ p_before · exp(η · Σ_i A[i][j]), multiplied over
+//! rounds (`trainer/aioli_trainer.py:334–345`). The LearnParams steps train the model too; they
+//! count towards the run's steps.
+//!
+//! The defaults are those of `scripts/arxiv_books_stackexchange/aioli/run.sh` (3 domains, the
+//! nearest to our 3–5 skills): η 0.1, 4 sweeps of 6 steps, rounds of 250, one-hot factor 0.5,
+//! ema 0.5, normalized. Their other scripts differ: `arxiv_stackexchange/aioli/run.sh` (2 domains)
+//! η 0.2, 4 sweeps of 4 steps, ema 0.1; `full/aioli/run.sh` (7 domains) η 1, 2 sweeps of 10 steps,
+//! rounds of 200, one-hot factor 0.75, ema 0.1.
 
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -32,8 +39,10 @@ pub struct AioliConfig {
     pub update_steps: u64,
     /// The weight a LearnParams sub-round puts on its skill (1 = one-hot).
     pub one_hot_factor: f64,
-    /// EMA of the estimated A across rounds (0 = none: the mixture multiplies over rounds).
-    pub ema: f64,
+    /// EMA factor of the estimated A across rounds (0: this round's A alone); `None` (`"none"` in
+    /// a config file) for no EMA, the mixture multiplied over rounds.
+    #[serde(with = "ema_setting")]
+    pub ema: Option<f64>,
     /// Shift A to be non-negative and divide it by its sum before the update.
     pub normalize: bool,
 }
@@ -46,8 +55,37 @@ impl Default for AioliConfig {
             lp_steps: 6,
             update_steps: 250,
             one_hot_factor: 0.5,
-            ema: 0.5,
+            ema: Some(0.5),
             normalize: true,
+        }
+    }
+}
+
+/// `ema` in a config file: a number, or `"none"` for the code without `--ema`.
+mod ema_setting {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Factor(f64),
+        Word(String),
+    }
+
+    pub fn serialize<S: Serializer>(ema: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match ema {
+            Some(x) => s.serialize_f64(*x),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Factor(x) => Ok(Some(x)),
+            Raw::Word(w) if w == "none" => Ok(None),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "ema must be a number in [0, 1) or \"none\", not \"{w}\""
+            ))),
         }
     }
 }
@@ -201,7 +239,7 @@ impl Aioli {
         let column_sums = |a: &[Vec<f64>]| -> Vec<f64> {
             (0..m).map(|j| a.iter().map(|row| row[j]).sum()).collect()
         };
-        if c.ema > 0.0 {
+        if let Some(ema) = c.ema {
             let smoothed = match &self.ema_a {
                 None => a,
                 Some(prev) => a
@@ -210,7 +248,7 @@ impl Aioli {
                     .map(|(r, p)| {
                         r.iter()
                             .zip(p)
-                            .map(|(x, y)| (1.0 - c.ema) * x + c.ema * y)
+                            .map(|(x, y)| (1.0 - ema) * x + ema * y)
                             .collect()
                     })
                     .collect(),
@@ -248,7 +286,13 @@ impl MixtureMethod for Aioli {
         let c = &self.config;
         format!(
             "eta={};lp_rounds={};lp_steps={};update_steps={};one_hot_factor={};ema={};normalize={}",
-            c.eta, c.lp_rounds, c.lp_steps, c.update_steps, c.one_hot_factor, c.ema, c.normalize
+            c.eta,
+            c.lp_rounds,
+            c.lp_steps,
+            c.update_steps,
+            c.one_hot_factor,
+            c.ema.map_or("none".to_string(), |x| x.to_string()),
+            c.normalize
         )
     }
 
@@ -367,7 +411,7 @@ mod tests {
             lp_steps: 10,
             update_steps: 100,
             one_hot_factor: 1.0,
-            ema: 0.0,
+            ema: None,
             normalize: false,
         };
         let mut aioli = Aioli::new(config, 2);
@@ -425,5 +469,50 @@ mod tests {
         aioli.update();
         let expected = 1.0 / (1.0 + (-0.2f64).exp());
         close(&aioli.normalized(), &[expected, 1.0 - expected]);
+    }
+
+    #[test]
+    fn ema_zero_keeps_this_rounds_a_and_none_multiplies() {
+        // Two updates on 2 skills, one-hot probes, one sweep, η = 0.5: drops [[0.3, 0], [0, 0.1]]
+        // then [[0, 0], [0, 0.4]] (column sums [0.3, 0.1], then [0, 0.4]).
+        let run = |ema: Option<f64>| {
+            let config = AioliConfig {
+                eta: 0.5,
+                lp_rounds: 1,
+                one_hot_factor: 1.0,
+                ema,
+                normalize: false,
+                ..AioliConfig::default()
+            };
+            let mut aioli = Aioli::new(config, 2);
+            aioli.drops = vec![vec![0.3, 0.0], vec![0.0, 0.1]];
+            aioli.update();
+            aioli.drops = vec![vec![0.0, 0.0], vec![0.0, 0.4]];
+            aioli.update();
+            aioli.normalized()[0]
+        };
+        // ema = 0 (the code's `--ema 0`): from uniform with this round's sums [0, 0.4]:
+        // p0 = 1 / (1 + e^0.2) = 0.450166.
+        assert!((run(Some(0.0)) - 1.0 / (1.0 + 0.2f64.exp())).abs() < 1e-12);
+        // ema = 0.5: A_ema = 0.5·A₂ + 0.5·A₁ = [[0.15, 0], [0, 0.25]] → sums [0.15, 0.25]:
+        // p0 = 1 / (1 + e^(0.5·0.1)) = 1 / (1 + e^0.05) = 0.487503.
+        assert!((run(Some(0.5)) - 1.0 / (1.0 + 0.05f64.exp())).abs() < 1e-12);
+        // none (no `--ema`): multiplied over rounds, sums [0.3, 0.5] in all:
+        // p0 = 1 / (1 + e^(0.5·0.2)) = 1 / (1 + e^0.1) = 0.475021.
+        assert!((run(None) - 1.0 / (1.0 + 0.1f64.exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ema_reads_a_number_or_none() {
+        let read = |text: &str| toml::from_str::<AioliConfig>(text).map(|c| c.ema);
+        assert_eq!(read("ema = 0").unwrap(), Some(0.0));
+        assert_eq!(read("ema = 0.1").unwrap(), Some(0.1));
+        assert_eq!(read("ema = \"none\"").unwrap(), None);
+        assert_eq!(read("").unwrap(), Some(0.5));
+        let err = read("ema = \"off\"").unwrap_err().to_string();
+        assert!(
+            err.contains("ema must be a number in [0, 1) or \"none\""),
+            "{err}"
+        );
     }
 }

@@ -184,7 +184,7 @@ pub enum MethodSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         graph: Option<GraphSource>,
     },
-    /// Skill-It with A = I: sampling ∝ exp(η · loss).
+    /// Skill-It with A = I: sampling ∝ exp(η · loss) (fine-tuning: A = eye(k)[:, target]).
     NoGraph {
         #[serde(flatten)]
         config: SkillItConfig,
@@ -471,11 +471,14 @@ impl MethodSpec {
                     config.one_hot_factor,
                     1.0 / num_skills as f64,
                 )?;
-                if !(config.ema.is_finite() && (0.0..1.0).contains(&config.ema)) {
+                if let Some(ema) = config
+                    .ema
+                    .filter(|e| !(e.is_finite() && (0.0..1.0).contains(e)))
+                {
                     return Err(Error::Invalid {
                         origin: origin.into(),
                         field: "method.ema".into(),
-                        message: format!("{} must be in [0, 1)", config.ema),
+                        message: format!("{ema} must be in [0, 1) or \"none\""),
                     });
                 }
             }
@@ -578,11 +581,17 @@ impl MethodSpec {
                 )
                 .with_graph_label(graph.as_ref().map(GraphSource::label)),
             ),
-            MethodSpec::NoGraph { config } => Box::new(SkillIt::new(
-                "no_graph",
-                config.for_setting(setting),
-                SkillsGraph::identity(k),
-            )),
+            MethodSpec::NoGraph { config } => {
+                let m = SkillIt::new(
+                    "no_graph",
+                    config.for_setting(setting),
+                    SkillsGraph::identity(k),
+                );
+                match (setting, target) {
+                    ("finetune", Some(t)) => Box::new(m.with_target_column(t)),
+                    _ => Box::new(m),
+                }
+            }
             MethodSpec::Static { config, graph } => Box::new(
                 SkillIt::new(
                     "static",

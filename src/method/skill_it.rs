@@ -3,10 +3,22 @@
 //!
 //! Initial mixture p_1[i] ∝ exp(η · Σ_j A[i][j]) (the authors start from losses of 1). Before each
 //! later round: p_{t+1}[i] ∝ exp(η · Σ_{τ in window} Σ_j A[i][j] · L_j(τ)), where L_j(τ) is eval
-//! skill j's validation loss; the new mixture is *not* multiplied by the old one. The window is the
-//! last `window` evaluations (the authors' code, every `eval_every` steps, step 0 included) or the
-//! last `window` rounds (the paper: the evaluations at round ends), summed (the code's
-//! pre-training) or averaged (the code's fine-tuning).
+//! skill j's validation loss; the new mixture is *not* multiplied by the old one. The window is
+//! summed (the code's pre-training) or averaged (the code's fine-tuning), and holds (`window_unit`):
+//! - `evaluations` (the default, the authors' code): the last `window` evaluations made before the
+//!   round's first step. Their loop (HazyResearch/skill-it, `trainer/mw_trainer.py:139–169`)
+//!   evaluates when the step counter, read before it is incremented, is a multiple of the interval,
+//!   and updates once the counter reaches the round's end (`:172–199`): at the boundary after 1,000
+//!   steps its window holds the evaluations of counters 850, 900 and 950, not one at 1,000. Each of
+//!   theirs follows one more optimizer step than ours of the same counter (their first is after
+//!   one step, ours at step 0), an offset of one step that skillit does not reproduce.
+//! - `evaluations_with_boundary`: the last `window` evaluations including the one at the round's
+//!   start (skillit's rule before 2026-11-28: 900, 950 and 1,000 at that boundary).
+//! - `rounds` (the paper's Algorithm 1): the evaluations at the ends of the last `window` rounds.
+//!
+//! `no_graph` is A = I in pre-training; in fine-tuning the authors' code takes `eye(k)[:, target]`
+//! over the skills it trains on (`mw_trainer.py:57–64`): the target's own loss raises the target
+//! alone, the other training skills keep weight exp(0).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +29,12 @@ use crate::graph::SkillsGraph;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowUnit {
-    /// The last `window` evaluations (authors' code; the default).
+    /// The last `window` evaluations before the round's first step (authors' code; the default).
     #[default]
     Evaluations,
+    /// The last `window` evaluations, the one at the round's first step included (skillit's
+    /// former rule).
+    EvaluationsWithBoundary,
     /// The evaluations at the ends of the last `window` rounds (the paper).
     Rounds,
 }
@@ -112,6 +127,9 @@ pub struct SkillIt {
     /// Where a given graph came from (file stem or `inline`), for the params column; `None` for the
     /// published graph.
     graph_label: Option<String>,
+    /// `no_graph` in fine-tuning: the target, whose column `eye(k)[:, target]` over the setting's
+    /// training skills becomes the graph at the first round.
+    target_column: Option<usize>,
 }
 
 /// softmax(η·s): the mixture ∝ exp(η·s_i), computed stably.
@@ -131,7 +149,14 @@ impl SkillIt {
             config,
             graph,
             graph_label: None,
+            target_column: None,
         }
+    }
+
+    /// `no_graph` in fine-tuning on `target`: A = eye(k)[:, target] over the training skills.
+    pub fn with_target_column(mut self, target: usize) -> Self {
+        self.target_column = Some(target);
+        self
     }
 
     /// Names the graph in the params (`graph=lego_linear`) when it is not the published one.
@@ -152,7 +177,12 @@ impl SkillIt {
     /// The eval-skill losses in the window, combined.
     fn window_losses(&self, observation: &Observation) -> Vec<f64> {
         let evals: Vec<&super::Evaluation> = match self.config.window_unit {
-            WindowUnit::Evaluations => observation.evaluations.iter().collect(),
+            WindowUnit::Evaluations => observation
+                .evaluations
+                .iter()
+                .filter(|e| e.step < observation.step)
+                .collect(),
+            WindowUnit::EvaluationsWithBoundary => observation.evaluations.iter().collect(),
             WindowUnit::Rounds => observation
                 .evaluations
                 .iter()
@@ -184,7 +214,12 @@ impl MixtureMethod for SkillIt {
     fn params(&self) -> String {
         let mut p = format!("eta={}", self.config.eta);
         if self.config.update {
-            p += &format!(";window={}", self.config.window);
+            let unit = match self.config.window_unit {
+                WindowUnit::Evaluations => "evaluations",
+                WindowUnit::EvaluationsWithBoundary => "evaluations_with_boundary",
+                WindowUnit::Rounds => "rounds",
+            };
+            p += &format!(";window={};unit={unit}", self.config.window);
         }
         if let Some(label) = &self.graph_label {
             p += &format!(";graph={label}");
@@ -193,6 +228,19 @@ impl MixtureMethod for SkillIt {
     }
 
     fn mixture(&mut self, observation: &Observation) -> Vec<f64> {
+        if let Some(target) = self.target_column {
+            let train = observation.train_skills;
+            if self.graph.train_skills != train {
+                self.graph = SkillsGraph {
+                    train_skills: train.to_vec(),
+                    eval_skills: vec![target],
+                    matrix: train
+                        .iter()
+                        .map(|&s| vec![if s == target { 1.0 } else { 0.0 }])
+                        .collect(),
+                };
+            }
+        }
         let over_train = if observation.round == 0
             || !self.config.update
             || observation.evaluations.is_empty()
@@ -268,19 +316,14 @@ mod tests {
     fn one_update_from_given_losses() {
         // Addition pre-training graph A = [[1, 0, 0], [0.5, 1, 0], [0, 0, 1]], η = 0.1, window 3
         // evaluations summed. Evaluations (loss per skill): step 0 [2.0, 2.0, 2.0], step 50
-        // [1.0, 2.0, 3.0], step 100 [0.5, 1.5, 2.5], step 150 [0.2, 1.0, 2.0]. The window holds the
-        // last three: sums L = [1.7, 4.5, 7.5]. Scores A·L = [1.7, 0.85 + 4.5, 7.5] = [1.7, 5.35, 7.5];
-        // η·scores = [0.17, 0.535, 0.75]; exp = [1.18530, 1.70743, 2.11700]; total 5.00973;
-        // p = [0.23660, 0.34082, 0.42258].
+        // [1.0, 2.0, 3.0], step 100 [0.5, 1.5, 2.5], step 150 [0.2, 1.0, 2.0]; the round starts at
+        // step 150. The authors' window holds the three before it (steps 0, 50, 100): sums
+        // L = [3.5, 5.5, 7.5]. Scores A·L = [3.5, 1.75 + 5.5, 7.5] = [3.5, 7.25, 7.5];
+        // η·scores = [0.35, 0.725, 0.75]; exp = [1.41907, 2.06473, 2.11700]; total 5.60080;
+        // p = [0.25337, 0.36865, 0.37798].
         let graph = SkillsGraph::published("addition", "pretrain", 3).unwrap();
-        let mut m = SkillIt::new(
-            "skill_it",
-            SkillItConfig {
-                eta: 0.1,
-                ..SkillItConfig::default()
-            },
-            graph,
-        );
+        let config = SkillItConfig::new().with_eta(0.1);
+        let mut m = SkillIt::new("skill_it", config.clone(), graph.clone());
         let e = |step, loss: [f64; 3]| Evaluation {
             step,
             loss: loss.to_vec(),
@@ -303,7 +346,19 @@ mod tests {
             evaluations: &evals,
             train_losses: &[],
         };
-        close(&m.mixture(&obs), &[0.23660, 0.34082, 0.42258], 5e-5);
+        close(&m.mixture(&obs), &[0.25337, 0.36865, 0.37798], 5e-5);
+        assert_eq!(m.params(), "eta=0.1;window=3;unit=evaluations");
+        // skillit's former window also holds the evaluation at the round's start (steps 50, 100,
+        // 150): sums L = [1.7, 4.5, 7.5]. Scores A·L = [1.7, 0.85 + 4.5, 7.5] = [1.7, 5.35, 7.5];
+        // η·scores = [0.17, 0.535, 0.75]; exp = [1.18530, 1.70743, 2.11700]; total 5.00973;
+        // p = [0.23660, 0.34082, 0.42258].
+        let with_boundary = config.with_window_unit(WindowUnit::EvaluationsWithBoundary);
+        let mut m1 = SkillIt::new("skill_it", with_boundary, graph);
+        close(&m1.mixture(&obs), &[0.23660, 0.34082, 0.42258], 5e-5);
+        assert_eq!(
+            m1.params(),
+            "eta=0.1;window=3;unit=evaluations_with_boundary"
+        );
         // Rounds of 50 steps with a window of 2 rounds: the evaluations at steps 100 and 150,
         // averaged: L = [0.35, 1.25, 2.25]; A·L = [0.35, 1.425, 2.25]; η·A·L = [0.035, 0.1425,
         // 0.225]; exp = [1.03562, 1.15315, 1.25232]; total 3.44109; p = [0.30096, 0.33511, 0.36393].
@@ -363,5 +418,38 @@ mod tests {
             SkillsGraph::identity(3),
         );
         close(&m.mixture(&obs), &[1.0 / 3.0; 3], 1e-12);
+    }
+
+    #[test]
+    fn no_graph_in_fine_tuning_raises_the_target_alone() {
+        // Fine-tuning on s3 over (s1, s2, s3) of 5 skills, A = eye(5)[:, 3] on those rows:
+        // [0, 0, 1]. Mean target loss over the window (steps 0, 50: 0.8 and 0.4) = 0.6, η = 0.5:
+        // exp(η·A·L) = [1, 1, e^0.3 = 1.34986]; total 3.34986; p = [0.29852, 0.29852, 0.40296],
+        // and nothing on s4, s5.
+        let e = |step, l3| Evaluation {
+            step,
+            loss: vec![9.0, 9.0, l3, 9.0, 9.0],
+            accuracy: vec![0.0; 5],
+        };
+        let evals = [e(0, 0.8), e(50, 0.4), e(100, 0.1)];
+        let obs = Observation {
+            step: 100,
+            round: 1,
+            num_skills: 5,
+            train_skills: &[1, 2, 3],
+            steps_per_round: 100,
+            total_steps: 1000,
+            batch_size: 32,
+            evaluations: &evals,
+            train_losses: &[],
+        };
+        let config = SkillItConfig::default().for_setting("finetune");
+        let mut m =
+            SkillIt::new("no_graph", config, SkillsGraph::identity(5)).with_target_column(3);
+        close(
+            &m.mixture(&obs),
+            &[0.29852, 0.29852, 0.40296, 0.0, 0.0],
+            5e-5,
+        );
     }
 }
