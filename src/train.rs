@@ -21,7 +21,7 @@ use skillit_synthetic::{stream_rng, Example, Purpose, Task, TrainStream, Validat
 
 use crate::config::{LossKind, RunConfig};
 use crate::device::Selected;
-use crate::method::{Evaluation, MixtureMethod, Observation, Plan, ScoredPool};
+use crate::method::{Evaluation, MixtureMethod, Observation, Plan, ReferenceRun, ScoredPool};
 use crate::model::Model;
 use crate::results::{write_atomic, MetricsRow, METRICS_COLUMNS};
 use crate::{Error, Result};
@@ -76,6 +76,10 @@ struct Checkpoint {
     /// (absent in checkpoints of older versions: 0).
     #[serde(default)]
     wall_time: f64,
+    /// The method's state ([`MixtureMethod::load_state`]), for a method whose state the replayed
+    /// rounds do not rebuild (absent in older checkpoints: null).
+    #[serde(default)]
+    method_state: serde_json::Value,
 }
 
 /// How a run ended.
@@ -138,6 +142,8 @@ pub struct RecordedRun {
     pub status: String,
     #[serde(default)]
     pub evaluations: Vec<Evaluation>,
+    #[serde(default)]
+    pub method_state: serde_json::Value,
 }
 
 /// Reads the manifest.json of the run folder `dir`.
@@ -424,6 +430,20 @@ pub fn train_step_losses(
     lr: f64,
     device: &Device,
 ) -> (Model, Vec<f64>) {
+    train_step_weighted(model, optim, batch, t, lr, device, &mut |_| None)
+}
+
+/// [`train_step_losses`] whose loss `weigh` may set from the examples' losses: `Some(w)` makes
+/// the step minimize Σ_e w_e·l_e instead of the batch mean (DoReMi's proxy).
+pub fn train_step_weighted(
+    model: Model,
+    optim: &mut ModuleOptimizer,
+    batch: &[&Example],
+    t: &crate::config::TrainingConfig,
+    lr: f64,
+    device: &Device,
+    weigh: &mut dyn FnMut(&[f64]) -> Option<Vec<f64>>,
+) -> (Model, Vec<f64>) {
     let per_example = example_losses(&model, batch, t.loss, device);
     let values: Vec<f64> = per_example
         .clone()
@@ -431,10 +451,17 @@ pub fn train_step_losses(
         .iter::<f32>()
         .map(f64::from)
         .collect();
-    let loss = per_example.mean();
     if !values.iter().all(|v| v.is_finite()) {
         return (model, values);
     }
+    let loss = match weigh(&values) {
+        Some(w) => {
+            let w: Vec<f32> = w.iter().map(|&x| x as f32).collect();
+            let w = Tensor::<1>::from_data(TensorData::new(w, [batch.len()]), device);
+            (per_example * w).sum()
+        }
+        None => per_example.mean(),
+    };
     let mut grads = GradientsParams::from_grads(loss.backward(), &model);
     if t.grad_clip > 0.0 {
         clip_global_norm(&model, &mut grads, t.grad_clip);
@@ -612,10 +639,14 @@ pub fn train(
         .unwrap_or_else(|| default_run_id(config, method.as_ref()));
     let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
     let mut stream = TrainStream::new(task.as_ref(), config.seed, &validation);
-    if let Some(spec) = method.reference() {
-        let evaluations = reference_run(config, spec, selected, out, &run_id)?;
-        method.set_reference(evaluations);
-    }
+    let reference = match method.reference() {
+        Some((folder, spec)) => {
+            let reference = reference_run(config, spec, selected, &out.join(folder), &run_id)?;
+            method.set_reference(reference.clone())?;
+            Some(reference)
+        }
+        None => None,
+    };
 
     let device = selected.device.clone().autodiff();
     let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
@@ -637,6 +668,22 @@ pub fn train(
     }
     let num_params = model.num_params();
     let mut optim = optimizer(&model, t);
+    // The reference run's final model, for a method that weighs each step against it.
+    let reference_model = match (&reference, method.wants_reference_model()) {
+        (Some(r), true) => {
+            let path = RunPaths { dir: r.dir.clone() }.weights();
+            let loaded = model
+                .clone()
+                .try_load_file(&path)
+                .map_err(|e| Error::Invalid {
+                    origin: path.display().to_string(),
+                    field: "reference model".into(),
+                    message: format!("cannot be loaded: {e:?}"),
+                })?;
+            Some(loaded.valid())
+        }
+        _ => None,
+    };
 
     let steps_per_round = if t.steps_per_round == 0 {
         t.steps
@@ -750,6 +797,7 @@ pub fn train(
         recorder.probes = ck.probes;
         round_train_losses = ck.round_train_losses;
         last_checkpoint = ck.step;
+        method.load_state(ck.method_state)?;
     }
 
     'rounds: while step < t.steps {
@@ -788,7 +836,19 @@ pub fn train(
             let t0 = Instant::now();
             let batch: Vec<&Example> = batch.iter().collect();
             let lr = learning_rate(t.lr, step, t.warmup, t.steps);
-            let (next, losses) = train_step_losses(model, &mut optim, &batch, t, lr, &device);
+            let reference_losses: Vec<f64> = match &reference_model {
+                Some(m) => example_losses(m, &batch, t.loss, &selected.device)
+                    .into_data()
+                    .iter::<f32>()
+                    .map(f64::from)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let skills: Vec<usize> = batch.iter().map(|e| e.skill).collect();
+            let (next, losses) =
+                train_step_weighted(model, &mut optim, &batch, t, lr, &device, &mut |l| {
+                    method.weigh_step(&skills, l, &reference_losses)
+                });
             model = next;
             let loss_value = losses.iter().sum::<f64>() / losses.len() as f64;
             for (e, l) in batch.iter().zip(&losses) {
@@ -838,6 +898,7 @@ pub fn train(
                     train_time,
                     eval_time: recorder.eval_time,
                     wall_time: wall_before + started.elapsed().as_secs_f64(),
+                    method_state: method.state(),
                 },
             )?;
             if progress(Progress::RoundEnd { round, step }) == Flow::Stop {
@@ -886,29 +947,36 @@ pub fn train(
     Ok(manifest)
 }
 
-/// Trains (or finds finished) the reference run a method asked for: `config` with the method
-/// `spec`, in `out/reference`; returns its evaluations.
+/// Trains (or finds finished) the run a method learns from: `config` with the method `spec`, in
+/// `dir`; returns what it recorded.
 fn reference_run(
     config: &RunConfig,
     spec: crate::method::MethodSpec,
     selected: &Selected,
-    out: &Path,
+    dir: &Path,
     run_id: &str,
-) -> Result<Vec<Evaluation>> {
-    let dir = out.join("reference");
+) -> Result<ReferenceRun> {
     let mut reference = config.clone();
     reference.method = spec;
-    if let Ok(recorded) = read_manifest(&dir) {
+    let found = |evaluations, method_state| ReferenceRun {
+        dir: dir.to_path_buf(),
+        evaluations,
+        method_state,
+    };
+    if let Ok(recorded) = read_manifest(dir) {
         if recorded.status == "finished" && recorded.config == reference {
-            return Ok(recorded.evaluations);
+            return Ok(found(recorded.evaluations, recorded.method_state));
         }
     }
-    let reference_id = format!("{run_id}-reference");
-    let manifest = train(&reference, selected, &dir, Some(&reference_id), &mut |_| {
+    let folder = dir
+        .file_name()
+        .map_or("reference".into(), |f| f.to_string_lossy());
+    let reference_id = format!("{run_id}-{folder}");
+    let manifest = train(&reference, selected, dir, Some(&reference_id), &mut |_| {
         Flow::Continue
     })?;
     match manifest.status {
-        RunStatus::Finished => Ok(manifest.evaluations),
+        RunStatus::Finished => Ok(found(manifest.evaluations, manifest.method_state)),
         RunStatus::Failed { reason, .. } => Err(Error::Diverged {
             run: reference_id,
             reason,

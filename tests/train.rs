@@ -295,7 +295,11 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
                 val_per_skill: 20,
                 ..TrainingConfig::default()
             },
-            method: short_rounds(name),
+            // DoReMi whole: reference, proxy, and the final run on the proxy's average.
+            method: match name {
+                "doremi" => MethodSpec::from_name(name, 5, "lego").unwrap(),
+                _ => short_rounds(name),
+            },
             seed: 1,
             target: finetune.then_some(3),
             train_skills: None,
@@ -346,14 +350,21 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
                 w.sort_by(f64::total_cmp);
                 assert_eq!(w, vec![0.125, 0.125, 0.125, 0.125, 0.5], "{name}");
             }
-            // DoReMi trained its stratified reference first and records its averaged mixture.
+            // DoReMi trained its stratified reference, then the proxy against it, and the run
+            // itself trains on the proxy's averaged α.
             "doremi" => {
-                let reference = skillit::train::read_manifest(&dir.path().join("reference"));
-                assert_eq!(reference.unwrap().status, "finished");
-                let average = m.method_state["average"].as_array().unwrap();
-                let total: f64 = average.iter().map(|a| a.as_f64().unwrap()).sum();
+                let read = |sub: &str| skillit::train::read_manifest(&dir.path().join(sub));
+                assert_eq!(read("proxy/reference").unwrap().status, "finished");
+                let proxy = read("proxy").unwrap();
+                assert_eq!(proxy.status, "finished");
+                let average: Vec<f64> =
+                    serde_json::from_value(proxy.method_state["average"].clone()).unwrap();
+                let total: f64 = average.iter().sum();
                 assert!((total - 1.0).abs() < 1e-9, "{name}: {average:?}");
-                assert_eq!(at_step_0, vec![0.2; 5]);
+                assert_ne!(average, vec![0.2; 5], "the proxy's α moved");
+                for (w, a) in at_step_0.iter().zip(&average) {
+                    assert!((w - a).abs() < 1e-12, "{at_step_0:?} vs {average:?}");
+                }
             }
             // EXP3's first policy: ε_1 = min(1/5, √(ln 5 / 5)) = 1/5 → uniform.
             "odm" => {
@@ -441,9 +452,11 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
 }
 
 /// A method by name with rounds short enough for the tests' runs of a few hundred steps: Aioli
-/// with one LearnParams sweep of 4 steps per skill in rounds of 40 steps, DoReMi updating every 10.
+/// with one LearnParams sweep of 4 steps per skill in rounds of 40 steps, DoReMi's proxy (its α
+/// changes at every step, so a resumed run must restore it), ODM after a warm-up of 10 steps, the
+/// curricula in rounds of 20.
 fn short_rounds(name: &str) -> MethodSpec {
-    use skillit::method::{AioliConfig, DoremiConfig};
+    use skillit::method::{AioliConfig, DoremiConfig, DoremiStage, OdmConfig};
     match name {
         "aioli" => MethodSpec::Aioli {
             config: AioliConfig {
@@ -455,8 +468,25 @@ fn short_rounds(name: &str) -> MethodSpec {
         },
         "doremi" => MethodSpec::Doremi {
             config: DoremiConfig {
-                update_every: 10,
+                stage: DoremiStage::Proxy,
                 ..DoremiConfig::default()
+            },
+        },
+        // The curricula's rounds are 1,000 steps for LEGO k = 5 (the authors' scripts).
+        "curriculum" | "class_curriculum" => {
+            let config = skillit::method::PacingConfig {
+                update_steps: Some(20),
+                ..Default::default()
+            };
+            match name {
+                "curriculum" => MethodSpec::Curriculum { config },
+                _ => MethodSpec::ClassCurriculum { config },
+            }
+        }
+        "odm" => MethodSpec::Odm {
+            config: OdmConfig {
+                warmup_steps: 10,
+                ..OdmConfig::default()
             },
         },
         _ => MethodSpec::from_name(name, 5, "lego").unwrap(),
@@ -692,6 +722,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         k: 5,
         queries: 1,
         pointers: false,
+        hops: 1,
     }
     .build()
     .unwrap();

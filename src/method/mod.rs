@@ -17,7 +17,7 @@ mod target_only;
 
 pub use aioli::{Aioli, AioliConfig};
 pub use curriculum::{Curriculum, PacingConfig, PoolOrder};
-pub use doremi::{Doremi, DoremiConfig};
+pub use doremi::{Doremi, DoremiConfig, DoremiStage};
 pub use fixed::Fixed;
 pub use odm::{Odm, OdmConfig, OdmReward};
 pub use skill_curriculum::{SkillCurriculum, SkillCurriculumConfig};
@@ -64,6 +64,17 @@ pub struct Observation<'a> {
     /// Each skill's mean training loss (the loss the run trains on) over the previous round's
     /// examples, `None` where the round had none; empty before the first round.
     pub train_losses: &'a [Option<f64>],
+}
+
+/// A finished run a method learns from ([`MixtureMethod::reference`]).
+#[derive(Debug, Clone)]
+pub struct ReferenceRun {
+    /// Its folder (`model.bpk` holds its final weights).
+    pub dir: std::path::PathBuf,
+    /// Its evaluations, every `eval_every` steps, step 0 included.
+    pub evaluations: Vec<Evaluation>,
+    /// Its method's final state (the manifest's `method_state`).
+    pub method_state: serde_json::Value,
 }
 
 /// What a method asks the next round to train on.
@@ -146,22 +157,45 @@ pub trait MixtureMethod: Send {
         false
     }
 
-    /// A method that learns against a reference model names the reference run's method here; the
-    /// loop trains that run first (same config and seed, into `reference/` in the run's folder)
-    /// and hands its evaluations to [`MixtureMethod::set_reference`].
-    fn reference(&self) -> Option<MethodSpec> {
+    /// A method that learns from another run names it here: the folder inside the run's that
+    /// holds it and its method. The loop trains that run first (same config and seed; a finished
+    /// one is kept) and hands it to [`MixtureMethod::set_reference`].
+    fn reference(&self) -> Option<(&'static str, MethodSpec)> {
         None
     }
 
-    /// Receives the reference run's evaluations (every `eval_every` steps, step 0 included).
-    fn set_reference(&mut self, _evaluations: Vec<Evaluation>) {}
+    /// Receives the run named by [`MixtureMethod::reference`], once it has finished.
+    fn set_reference(&mut self, _reference: ReferenceRun) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the loop also runs the reference run's final model on every training batch, for
+    /// [`MixtureMethod::weigh_step`].
+    fn wants_reference_model(&self) -> bool {
+        false
+    }
+
+    /// Called at every optimizer step between the forward and the backward pass, with each
+    /// example's skill (1-based), training loss and, where [`MixtureMethod::wants_reference_model`],
+    /// the reference model's loss on it (else empty). `Some(w)`: the step minimizes Σ_e w_e·l_e
+    /// instead of the batch's mean loss.
+    fn weigh_step(
+        &mut self,
+        _skills: &[usize],
+        _losses: &[f64],
+        _reference: &[f64],
+    ) -> Option<Vec<f64>> {
+        None
+    }
 
     /// The method's state, to resume a run exactly.
     fn state(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
 
-    /// Restores a state saved by [`MixtureMethod::state`].
+    /// Restores a state saved by [`MixtureMethod::state`] at a checkpoint, after the rounds before
+    /// it were replayed: only a method whose state changes outside [`MixtureMethod::mixture`] and
+    /// [`MixtureMethod::plan`] (in [`MixtureMethod::weigh_step`]) needs it.
     fn load_state(&mut self, _state: serde_json::Value) -> Result<()> {
         Ok(())
     }
@@ -234,7 +268,8 @@ pub enum MethodSpec {
         #[serde(flatten)]
         config: AioliConfig,
     },
-    /// DoReMi online: excess loss over a stratified reference run, exponentiated update.
+    /// DoReMi: a stratified reference, a proxy whose loss weights α follow the excess loss over
+    /// the reference, and (the default) a final run on the proxy's averaged α.
     Doremi {
         #[serde(flatten)]
         config: DoremiConfig,
@@ -491,7 +526,6 @@ impl MethodSpec {
                         message: format!("{} must be in [0, 1]", config.smoothing),
                     });
                 }
-                at_least_one("update_every", config.update_every)?;
             }
             MethodSpec::Odm { config } => {
                 if !(config.alpha.is_finite() && (0.0..1.0).contains(&config.alpha)) {

@@ -185,7 +185,7 @@ impl MixtureMethod for Odm {
         }
         let step = observation.step;
         if step > self.config.warmup_steps
-            && step % self.config.update_every == 0
+            && step.is_multiple_of(self.config.update_every)
             && !observation.train_losses.is_empty()
         {
             let losses: Vec<Option<f64>> = observation

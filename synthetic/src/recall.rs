@@ -307,7 +307,7 @@ impl Task for Recall {
             3 => (permutations(26, 2 * k), 2),
             // A lower bound: the k names in their roles and the two roots' letters, each tuple
             // written in a different text (clause order and the other pointers only add more).
-            _ => return permutations(26, k as u128 + 2),
+            _ => return permutations(26, k + 2),
         };
         (0..self.k)
             .fold(names, |acc, _| acc.saturating_mul(per_clause))
