@@ -79,7 +79,7 @@ fn a_sweep_runs_resumes_and_collects() {
         text.contains("estimated time for the 6 unfinished runs"),
         "{text}"
     );
-    assert!(text.contains("no_graph-eta=0.5-window=3-s1"));
+    assert!(text.contains("no_graph-eta=0.5-window=3-unit=evaluations-s1"));
     assert!(!out.exists(), "a dry run writes nothing");
 
     let rows = sweep_ok(&file, &out);
@@ -176,7 +176,7 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
         skillit(&args)
     };
     let text = String::from_utf8(with_reuse(&["--dry-run"]).stdout).unwrap();
-    let source = first.join("runs/no_graph-eta=0.5-window=3-s1");
+    let source = first.join("runs/no_graph-eta=0.5-window=3-unit=evaluations-s1");
     assert!(
         text.contains(&format!("reuse {}", source.display())),
         "{text}"
@@ -204,15 +204,15 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     };
     assert_eq!(shared(&rows), shared(&first_rows));
     assert_eq!(shared(&rows).len(), 4 * 3 * 3);
-    let manifest = json(&second.join("runs/no_graph-eta=0.5-window=3-s1/manifest.json"));
+    let manifest = json(&second.join("runs/no_graph-eta=0.5-window=3-unit=evaluations-s1/manifest.json"));
     assert_eq!(manifest["reused_from"], source.display().to_string());
     assert_eq!(manifest["status"], "finished");
     assert!(second
-        .join("runs/no_graph-eta=0.8-window=3-s0/manifest.json")
+        .join("runs/no_graph-eta=0.8-window=3-unit=evaluations-s0/manifest.json")
         .exists());
     // The temp folder of a copy that a kill cut off goes when the sweep next starts, though the
     // run it was for is trained (here: already finished) instead of copied.
-    let stale = second.join("runs/.no_graph-eta=0.8-window=3-s0.reuse.tmp");
+    let stale = second.join("runs/.no_graph-eta=0.8-window=3-unit=evaluations-s0.reuse.tmp");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("metrics.csv"), "run_id\n").unwrap();
     assert!(with_reuse(&[]).status.success());
@@ -245,7 +245,7 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
 #[test]
 fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!("baseline = \"no_graph[eta=0.5;window=3]\"\n{SWEEP}");
+    let text = format!("baseline = \"no_graph[eta=0.5;window=3;unit=evaluations]\"\n{SWEEP}");
     let out = dir.path().join("out");
     sweep_ok(&write(dir.path(), "tiny.toml", &text), &out);
     let out_s = out.display().to_string();
@@ -261,7 +261,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     };
     let md = report_md();
     assert!(
-        md.contains("mean over skills; tests against no_graph[eta=0.5;window=3]"),
+        md.contains("mean over skills; tests against no_graph[eta=0.5;window=3;unit=evaluations]"),
         "{md}"
     );
     assert!(!md.contains("no baseline, no tests"), "{md}");
@@ -273,7 +273,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     };
     let csv = compare_csv(&[]);
     assert_eq!(
-        csv.matches(",no_graph[eta=0.5;window=3],").count(),
+        csv.matches(",no_graph[eta=0.5;window=3;unit=evaluations],").count(),
         3,
         "{csv}"
     );
@@ -285,7 +285,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
         "--method",
         "stratified",
         "--method",
-        "no_graph[eta=0.1;window=3]",
+        "no_graph[eta=0.1;window=3;unit=evaluations]",
     ]);
     let rows: Vec<Vec<&str>> = csv
         .lines()
@@ -294,7 +294,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
         .collect();
     assert_eq!(rows.len(), 2, "{csv}");
     assert_eq!(rows[0][6], "stratified");
-    assert_eq!(rows[1][6], "no_graph[eta=0.1;window=3]");
+    assert_eq!(rows[1][6], "no_graph[eta=0.1;window=3;unit=evaluations]");
     assert_eq!(rows[1][13], rows[1][15], "{csv}");
     // A sweep whose baseline runs have not finished (their rows dropped from metrics.csv) is
     // reported against the default baseline, as `compare` does, instead of failing.
@@ -311,7 +311,7 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
         md.contains("mean over skills; tests against stratified"),
         "{md}"
     );
-    assert!(!md.contains("no_graph[eta=0.5;window=3]"), "{md}");
+    assert!(!md.contains("no_graph[eta=0.5;window=3;unit=evaluations]"), "{md}");
 }
 
 #[test]
@@ -349,7 +349,7 @@ fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
         assert_eq!(r.accuracy, base.accuracy);
     }
     let manifest =
-        std::fs::read_to_string(out.join("runs/no_graph-eta=0.1-window=3-s1/manifest.json"))
+        std::fs::read_to_string(out.join("runs/no_graph-eta=0.1-window=3-unit=evaluations-s1/manifest.json"))
             .unwrap();
     assert!(manifest.contains("base-stratified-s1"), "{manifest}");
     // The base's cost is in runs.csv beside the others.
