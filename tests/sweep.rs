@@ -204,7 +204,8 @@ fn reuse_copies_the_finished_runs_of_the_same_config_and_trains_the_rest() {
     };
     assert_eq!(shared(&rows), shared(&first_rows));
     assert_eq!(shared(&rows).len(), 4 * 3 * 3);
-    let manifest = json(&second.join("runs/no_graph-eta=0.5-window=3-unit=evaluations-s1/manifest.json"));
+    let manifest =
+        json(&second.join("runs/no_graph-eta=0.5-window=3-unit=evaluations-s1/manifest.json"));
     assert_eq!(manifest["reused_from"], source.display().to_string());
     assert_eq!(manifest["status"], "finished");
     assert!(second
@@ -273,7 +274,8 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
     };
     let csv = compare_csv(&[]);
     assert_eq!(
-        csv.matches(",no_graph[eta=0.5;window=3;unit=evaluations],").count(),
+        csv.matches(",no_graph[eta=0.5;window=3;unit=evaluations],")
+            .count(),
         3,
         "{csv}"
     );
@@ -311,7 +313,10 @@ fn the_report_tests_against_the_baseline_the_sweep_file_names() {
         md.contains("mean over skills; tests against stratified"),
         "{md}"
     );
-    assert!(!md.contains("no_graph[eta=0.5;window=3;unit=evaluations]"), "{md}");
+    assert!(
+        !md.contains("no_graph[eta=0.5;window=3;unit=evaluations]"),
+        "{md}"
+    );
 }
 
 #[test]
@@ -348,9 +353,10 @@ fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
         assert_eq!(r.loss, base.loss, "{} skill {}", r.run_id, r.skill);
         assert_eq!(r.accuracy, base.accuracy);
     }
-    let manifest =
-        std::fs::read_to_string(out.join("runs/no_graph-eta=0.1-window=3-unit=evaluations-s1/manifest.json"))
-            .unwrap();
+    let manifest = std::fs::read_to_string(
+        out.join("runs/no_graph-eta=0.1-window=3-unit=evaluations-s1/manifest.json"),
+    )
+    .unwrap();
     assert!(manifest.contains("base-stratified-s1"), "{manifest}");
     // The base's cost is in runs.csv beside the others.
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();

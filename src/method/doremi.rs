@@ -340,17 +340,7 @@ mod tests {
         // The output: the average of the two post-update α (not the uniform start).
         close(&d.average(), &[0.723644, 0.276356]);
         // The proxy samples stratified whatever α is.
-        let obs = Observation {
-            step: 2,
-            round: 1,
-            num_skills: 2,
-            train_skills: &[1, 2],
-            steps_per_round: 1,
-            total_steps: 10,
-            batch_size: 3,
-            evaluations: &[],
-            train_losses: &[],
-        };
+        let obs = crate::method::test_observation(2, 1, &[1, 2], 2, &[], &[]);
         assert_eq!(d.mixture(&obs), vec![0.5, 0.5]);
         // A checkpoint's state restores the proxy exactly.
         let mut resumed = proxy(1.0, 0.1);
@@ -385,17 +375,7 @@ mod tests {
             serde_json::json!({ "average": [0.1, 0.2, 0.3, 0.2, 0.2] }),
         ))
         .unwrap();
-        let obs = Observation {
-            step: 0,
-            round: 0,
-            num_skills: 5,
-            train_skills: &[1, 2, 3, 4, 5],
-            steps_per_round: 100,
-            total_steps: 1000,
-            batch_size: 32,
-            evaluations: &[],
-            train_losses: &[],
-        };
+        let obs = crate::method::test_observation(0, 0, &[1, 2, 3, 4, 5], 5, &[], &[]);
         close(&d.mixture(&obs), &[0.1, 0.2, 0.3, 0.2, 0.2]);
         assert!(d.weigh_step(&[1], &[1.0], &[]).is_none(), "a plain mean");
     }

@@ -662,3 +662,27 @@ pub fn paper_random_weights(task: &str, k: usize) -> Vec<f64> {
         (_, k) => vec![1.0; k],
     }
 }
+
+/// An observation for the methods' unit tests: `num_skills` skills, all trained unless
+/// `train_skills` says otherwise, rounds of 100 steps in a budget of 1,000, batches of 32.
+#[cfg(test)]
+pub(crate) fn test_observation<'a>(
+    step: u64,
+    round: usize,
+    train_skills: &'a [usize],
+    num_skills: usize,
+    evaluations: &'a [Evaluation],
+    train_losses: &'a [Option<f64>],
+) -> Observation<'a> {
+    Observation {
+        step,
+        round,
+        num_skills,
+        train_skills,
+        steps_per_round: 100,
+        total_steps: 1000,
+        batch_size: 32,
+        evaluations,
+        train_losses,
+    }
+}

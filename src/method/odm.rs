@@ -212,17 +212,7 @@ mod tests {
     use super::*;
 
     fn observe<'a>(step: u64, losses: &'a [Option<f64>]) -> Observation<'a> {
-        Observation {
-            step,
-            round: 0,
-            num_skills: 2,
-            train_skills: &[1, 2],
-            steps_per_round: 10,
-            total_steps: 100,
-            batch_size: 32,
-            evaluations: &[],
-            train_losses: losses,
-        }
+        crate::method::test_observation(step, 0, &[1, 2], 2, &[], losses)
     }
 
     fn close(a: &[f64], b: &[f64]) {

@@ -432,17 +432,7 @@ mod tests {
             accuracy: vec![0.0; 5],
         };
         let evals = [e(0, 0.8), e(50, 0.4), e(100, 0.1)];
-        let obs = Observation {
-            step: 100,
-            round: 1,
-            num_skills: 5,
-            train_skills: &[1, 2, 3],
-            steps_per_round: 100,
-            total_steps: 1000,
-            batch_size: 32,
-            evaluations: &evals,
-            train_losses: &[],
-        };
+        let obs = crate::method::test_observation(100, 1, &[1, 2, 3], 5, &evals, &[]);
         let config = SkillItConfig::default().for_setting("finetune");
         let mut m =
             SkillIt::new("no_graph", config, SkillsGraph::identity(5)).with_target_column(3);

@@ -355,6 +355,17 @@ mod tests {
         (clauses, w[0].to_string(), w[3].parse().unwrap())
     }
 
+    /// An example's clauses, each as its words, and its output.
+    fn clauses_and_output(text: &str) -> (Vec<Vec<&str>>, &str) {
+        let (input, output) = text.split_once(" . Output: ").unwrap();
+        let clauses = input
+            .trim_start_matches("Input: ")
+            .split(" , ")
+            .map(|c| c.split(' ').collect())
+            .collect();
+        (clauses, output)
+    }
+
     #[test]
     fn pointer_recall_copies_the_queried_clause_and_names_no_clause() {
         let task = Recall::new(5).unwrap().with_pointers().unwrap();
@@ -365,12 +376,7 @@ mod tests {
             let e = task.example(3, &mut rng);
             assert_eq!(e.tokens.len(), 31);
             let text = e.text(VOCAB);
-            let (input, output) = text.split_once(" . Output: ").unwrap();
-            let clauses: Vec<Vec<&str>> = input
-                .trim_start_matches("Input: ")
-                .split(" , ")
-                .map(|c| c.split(' ').collect())
-                .collect();
+            let (clauses, output) = clauses_and_output(&text);
             let names: Vec<&str> = clauses.iter().map(|c| c[0]).collect();
             // Every right-hand side is a letter that names no clause: no chain.
             for c in &clauses {
@@ -408,12 +414,7 @@ mod tests {
                 let e = task.example(skill, &mut rng);
                 assert_eq!((e.skill, e.tokens.len(), e.answer_pos), (skill, 31, 30));
                 let text = e.text(VOCAB);
-                let (input, output) = text.split_once(" . Output: ").unwrap();
-                let clauses: Vec<Vec<&str>> = input
-                    .trim_start_matches("Input: ")
-                    .split(" , ")
-                    .map(|c| c.split(' ').collect())
-                    .collect();
+                let (clauses, output) = clauses_and_output(&text);
                 assert!(clauses.iter().all(|c| c[2] == "val"), "{text}");
                 let points: std::collections::HashMap<&str, &str> =
                     clauses.iter().map(|c| (c[0], c[3])).collect();
