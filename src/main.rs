@@ -782,6 +782,8 @@ fn run(cli: Cli) -> skillit::Result<()> {
             bar.set_message(format!("0/{n_todo} runs, {jobs} at a time"));
             let run_style = indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
                 .expect("a valid template");
+            // The runs left to another process holding them.
+            let elsewhere = std::sync::Mutex::new(Vec::new());
             // Each active run's line and the last step it reported.
             let lines = std::sync::Mutex::new(std::collections::HashMap::new());
             let on_event = |event: skillit::sweep::SweepEvent| {
@@ -813,10 +815,27 @@ fn run(cli: Cli) -> skillit::Result<()> {
                         let done = runs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                         bar.set_message(format!("{done}/{n_todo} runs, {jobs} at a time"));
                     }
+                    SweepEvent::Elsewhere { run } => {
+                        bar.inc(run.config.training.steps);
+                        elsewhere
+                            .lock()
+                            .map(|mut e| e.push(run.run_id.clone()))
+                            .ok();
+                    }
                 }
             };
             skillit::sweep::execute(&out, &todo, &selected, jobs, &on_event)?;
             bar.finish();
+            let elsewhere = elsewhere.into_inner().unwrap_or_default();
+            eprintln!(
+                "trained {} runs here; {} left to another process on this folder{}",
+                runs_done.load(std::sync::atomic::Ordering::SeqCst),
+                elsewhere.len(),
+                match elsewhere.is_empty() {
+                    true => String::new(),
+                    false => format!(": {}", elsewhere.join(", ")),
+                }
+            );
             let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
             eprintln!(
                 "{n_runs} runs, {n_rows} metrics rows in {}",

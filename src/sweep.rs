@@ -437,6 +437,38 @@ fn reuse_tmp(out: &Path, run_id: &str) -> PathBuf {
     out.join("runs").join(format!(".{run_id}.reuse.tmp"))
 }
 
+/// A run's advisory lock (`runs/.RUN_ID.lock`): whoever holds it alone may train, copy or tidy
+/// the run's folder, so two processes pointed at one sweep folder (a requeued Slurm job while the
+/// old one still runs, two shells) never train a run twice or tear its files. The OS releases it
+/// when the holder exits, killed or not; the empty lock file stays.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes `run_id`'s lock in the sweep folder `out`, or `None` while another process holds it.
+    pub fn try_take(out: &Path, run_id: &str) -> Result<Option<Self>> {
+        let runs = out.join("runs");
+        let path = runs.join(format!(".{run_id}.lock"));
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&runs).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+}
+
 /// Checks the `--reuse` folders: each must be a sweep folder (one with `runs/`).
 pub fn check_reuse_dirs(from: &[PathBuf]) -> Result<()> {
     match from.iter().find(|d| !d.join("runs").is_dir()) {
@@ -459,6 +491,10 @@ pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<S
             continue;
         }
         let Some((source, mut manifest)) = reusable(run, from) else {
+            continue;
+        };
+        // Another process training or copying the run has it.
+        let Some(_lock) = RunLock::try_take(out, &run.run_id)? else {
             continue;
         };
         let target = run_dir(out, &run.run_id);
@@ -499,6 +535,10 @@ pub fn reuse(out: &Path, runs: &[&PlannedRun], from: &[PathBuf]) -> Result<Vec<S
 pub fn tidy(dir: &Path, runs: &[&PlannedRun]) {
     crate::results::remove_stale_temps(dir, false);
     for run in runs {
+        // A run another process holds is not left over: its files are in use.
+        let Ok(Some(_lock)) = RunLock::try_take(dir, &run.run_id) else {
+            continue;
+        };
         let _ = std::fs::remove_dir_all(reuse_tmp(dir, &run.run_id));
         let folder = run_dir(dir, &run.run_id);
         if folder.exists() {
@@ -510,6 +550,21 @@ pub fn tidy(dir: &Path, runs: &[&PlannedRun]) {
 /// Rebuilds `DIR/metrics.csv` (every run's rows, in plan order) and `DIR/runs.csv` (one row per
 /// run: status, wall time, backend, git revision) from the run folders.
 pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
+    // One collector at a time: of two sweeps on one folder, the later one reads the run folders
+    // after the earlier one wrote, so the last files written are the newest (never a partial
+    // collect racing past a complete one).
+    let lock_path = dir.join(".collect.lock");
+    let io = |source| Error::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    lock.lock().map_err(io)?;
     crate::results::remove_stale_temps(dir, false);
     let mut metrics = csv::WriterBuilder::new()
         .has_headers(false)
@@ -671,6 +726,9 @@ pub enum SweepEvent<'a> {
         run: &'a PlannedRun,
         manifest: &'a crate::train::Manifest,
     },
+    /// A run another process is training (it holds the run's lock) or has finished since this
+    /// sweep planned: left to it.
+    Elsewhere { run: &'a PlannedRun },
 }
 
 /// Trains `runs` into `out`, `jobs` at a time, one thread each, taking runs from a shared queue in
@@ -708,6 +766,20 @@ fn execute_queue(
                 while let Some(run) = runs.get(next.fetch_add(1, Ordering::SeqCst)) {
                     if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                         break;
+                    }
+                    let lock = match RunLock::try_take(out, &run.run_id) {
+                        Ok(lock) => lock,
+                        Err(e) => {
+                            if let Ok(mut slot) = first_error.lock() {
+                                slot.get_or_insert(e);
+                            }
+                            break;
+                        }
+                    };
+                    // Held, or finished by the holder before this process took it.
+                    if lock.is_none() || run_status(out, &run.run_id) == "finished" {
+                        on_event(SweepEvent::Elsewhere { run });
+                        continue;
                     }
                     on_event(SweepEvent::Started { run });
                     let dir = run_dir(out, &run.run_id);

@@ -559,3 +559,53 @@ fn bad_sweep_files_are_one_line_and_exit_2() {
         assert!(!out.exists(), "nothing written for a bad sweep");
     }
 }
+
+#[test]
+fn two_sweeps_on_one_folder_train_each_run_once() {
+    // Two processes started on the same folder at once (a requeued job beside the old one): each
+    // run is trained by exactly one of them, the other leaves it (its lock is held, or it has
+    // finished by the time the lock is free), and the combined results are whole. The 6 runs of
+    // the tiny sweep at 200 steps (long enough for the two to overlap), one job each.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "s.toml",
+        &tiny(&[("steps = 20", "steps = 200")]),
+    );
+    let out = dir.path().join("out");
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_skillit"))
+            .args(["sweep", &file, "--out", &out.display().to_string()])
+            .args(["--jobs", "1"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let trained_here = |child: std::process::Child| {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("trained "))
+            .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+        line["trained ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let (na, nb) = (trained_here(a), trained_here(b));
+    // A run the other process finished before this one planned is not planned again, one it
+    // holds or finished since is left: together they trained each run once.
+    assert_eq!(na + nb, 6, "each of the 6 runs trained once: {na} + {nb}");
+    let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    assert_eq!(runs.matches(",finished,").count(), 6, "{runs}");
+    // The combined results written last are whole: 21 evaluations × 3 skills × 6 runs.
+    assert_eq!(
+        skillit::results::read_metrics(&out).unwrap().len(),
+        21 * 3 * 6
+    );
+}
