@@ -1,0 +1,203 @@
+//! `skillit sweep`: run a sweep file: every method × grid point × seed into DIR/runs/RUN_ID,
+//! resumably, then DIR/metrics.csv and DIR/runs.csv.
+
+use super::*;
+
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    /// The sweep file (TOML).
+    pub file: PathBuf,
+    /// The results folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The backend, as for `train`.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceKind,
+    /// Print the plan (one row per run, with its status) and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Runs trained at the same time, each on one thread (default: the machine's cores; flex
+    /// runs one thread per run, so on 2 cores 2 jobs train about twice as fast as 1).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Run only shard K of N (1-based): the runs whose plan index is K-1 modulo N, so N
+    /// machines share a sweep (with a `[base]`, each shard also trains its seeds' bases).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Use DIR even though it holds another sweep file's results.
+    #[arg(long)]
+    pub force: bool,
+    /// Another sweep folder whose finished runs of the same run id and config are copied
+    /// rather than trained again (training is deterministic); may be given more than once.
+    #[arg(long, value_name = "DIR")]
+    pub reuse: Vec<PathBuf>,
+    /// Run the failed (diverged) runs again; by default a failed run is done, since the same
+    /// config fails the same way.
+    #[arg(long)]
+    pub retry_failed: bool,
+}
+
+impl SweepArgs {
+    pub fn run(self) -> skillit::Result<()> {
+        let SweepArgs {
+            file,
+            out,
+            device,
+            dry_run,
+            jobs,
+            shard,
+            force,
+            reuse,
+            retry_failed,
+        } = self;
+        let plan = skillit::sweep::plan(&file, &out)?;
+        skillit::sweep::check_reuse_dirs(&reuse)?;
+        let shard = shard
+            .as_deref()
+            .map(skillit::sweep::parse_shard)
+            .transpose()?;
+        let mine = skillit::sweep::shard_runs(&plan, shard);
+        let jobs =
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if jobs == 0 {
+            return Err(skillit::Error::flag("--jobs", "must be at least 1"));
+        }
+        if dry_run {
+            let mut text = format!(
+                "sweep {}: {} runs{}\n",
+                plan.name,
+                mine.len(),
+                shard
+                    .map(|(k, n)| format!(" (shard {k}/{n} of {})", plan.runs.len()))
+                    .unwrap_or_default()
+            );
+            text += &format!(
+                "{:<40} {:<12} {:>5} {:>8}  status\n",
+                "run_id", "method", "seed", "steps"
+            );
+            let mut pending: Vec<&skillit::sweep::PlannedRun> = Vec::new();
+            for r in &mine {
+                let done = skillit::sweep::is_done(&out, &r.run_id, retry_failed);
+                let reusable = (!done)
+                    .then(|| skillit::sweep::reusable(r, &reuse))
+                    .flatten();
+                let status = match &reusable {
+                    Some((from, _)) => format!("reuse {}", from.display()),
+                    None => skillit::sweep::run_status(&out, &r.run_id),
+                };
+                if !done && reusable.is_none() {
+                    pending.push(r);
+                }
+                text += &format!(
+                    "{:<40} {:<12} {:>5} {:>8}  {status}\n",
+                    r.run_id, r.method, r.seed, r.config.training.steps,
+                );
+            }
+            let selected = skillit::device::select(device)?;
+            if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
+                text += &format!(
+                    "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \
+                         (measured on {}, {} at once: {:.1} ms/step, {:.0} ms/evaluation; \
+                         curricula add their pool scoring)\n",
+                    pending.len(),
+                    e.seconds / 60.0,
+                    selected.backend,
+                    e.at_once,
+                    e.ms_per_step,
+                    e.ms_per_eval
+                );
+            }
+            emit(&text)?;
+            return Ok(());
+        }
+        skillit::sweep::claim(&out, &plan, force)?;
+        skillit::sweep::tidy(&out, &mine);
+        let reused = skillit::sweep::reuse(&out, &mine, &reuse)?;
+        if !reused.is_empty() {
+            eprintln!(
+                "reused {} finished runs of the same config: {}",
+                reused.len(),
+                reused.join(", ")
+            );
+        }
+        let selected = skillit::device::select(device)?;
+        let todo: Vec<&skillit::sweep::PlannedRun> = mine
+            .into_iter()
+            .filter(|r| !skillit::sweep::is_done(&out, &r.run_id, retry_failed))
+            .collect();
+        let total: u64 = todo.iter().map(|r| r.config.training.steps).sum();
+        let multi = indicatif::MultiProgress::new();
+        let bar = multi.add(indicatif::ProgressBar::new(total));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps (eta {eta}) {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        let runs_done = std::sync::atomic::AtomicUsize::new(0);
+        let n_todo = todo.len();
+        bar.set_message(format!("0/{n_todo} runs, {jobs} at a time"));
+        let run_style = indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
+            .expect("a valid template");
+        // The runs left to another process holding them.
+        let elsewhere = std::sync::Mutex::new(Vec::new());
+        // Each active run's line and the last step it reported.
+        let lines = std::sync::Mutex::new(std::collections::HashMap::new());
+        let on_event = |event: skillit::sweep::SweepEvent| {
+            use skillit::sweep::SweepEvent;
+            let Ok(mut lines) = lines.lock() else { return };
+            match event {
+                SweepEvent::Started { run } => {
+                    let line = multi.add(indicatif::ProgressBar::new(run.config.training.steps));
+                    line.set_style(run_style.clone());
+                    line.set_message(run.run_id.clone());
+                    lines.insert(run.run_id.clone(), (line, 0u64));
+                }
+                SweepEvent::Step { run, step } => {
+                    if let Some((line, last)) = lines.get_mut(&run.run_id) {
+                        bar.inc(step - *last);
+                        line.set_position(step);
+                        *last = step;
+                    }
+                }
+                SweepEvent::Done { run, manifest } => {
+                    if let Some((line, last)) = lines.remove(&run.run_id) {
+                        line.finish_and_clear();
+                        bar.inc(run.config.training.steps - last);
+                    }
+                    if let RunStatus::Failed { reason, .. } = &manifest.status {
+                        bar.println(format!("{}: failed: {reason}", run.run_id));
+                    }
+                    let done = runs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    bar.set_message(format!("{done}/{n_todo} runs, {jobs} at a time"));
+                }
+                SweepEvent::Elsewhere { run } => {
+                    bar.inc(run.config.training.steps);
+                    elsewhere
+                        .lock()
+                        .map(|mut e| e.push(run.run_id.clone()))
+                        .ok();
+                }
+            }
+        };
+        skillit::sweep::execute(&out, &todo, &selected, jobs, &on_event)?;
+        bar.finish();
+        let elsewhere = elsewhere.into_inner().unwrap_or_default();
+        eprintln!(
+            "trained {} runs here; {} left to another process on this folder{}",
+            runs_done.load(std::sync::atomic::Ordering::SeqCst),
+            elsewhere.len(),
+            match elsewhere.is_empty() {
+                true => String::new(),
+                false => format!(": {}", elsewhere.join(", ")),
+            }
+        );
+        let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
+        eprintln!(
+            "{n_runs} runs, {n_rows} metrics rows in {}",
+            out.join("metrics.csv").display()
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! `skillit train`: train one model from scratch and evaluate every skill along the way.
+
+use super::*;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// The task (default: the config's, else lego).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskName>,
+    /// The mixture method: stratified, random (the paper's fixed imbalanced mixture), skill_it,
+    /// no_graph, static.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Optimizer steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// The run seed (model initialisation, training examples, shuffling).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Training loss: full (whole sequence) or answer (answer token only).
+    #[arg(long, value_enum)]
+    pub loss: Option<LossKind>,
+    /// Where the run's files go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The backend: flex (pure-Rust CPU, default), wgpu, vulkan, metal, cuda, cpu, auto.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceKind,
+    /// A TOML run file (see `config.rs`): any of preset, setting, [task], [model], [training],
+    /// [method], seed.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The starting point: laptop (small, quick) or paper (LEGO k = 5 / addition k = 3).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// A TOML file holding the method's table (`name = "skill_it"`, `eta = 0.2`, ...).
+    #[arg(long)]
+    pub method_config: Option<PathBuf>,
+    /// Set one method parameter, e.g. `--set eta=0.2 --set window=1` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The model: scratch (the small transformer, shaped by the preset or config) or gpt-neo
+    /// (a pretrained GPT-Neo from --weights; the paper's model is GPT-Neo-125M).
+    #[arg(long, value_enum)]
+    pub model: Option<skillit::model::ModelKind>,
+    /// A Hugging Face snapshot folder of a pretrained model: config.json, model.safetensors
+    /// (or pytorch_model.bin) and tokenizer.json, e.g. from `huggingface-cli download
+    /// EleutherAI/gpt-neo-125m --local-dir DIR`. Implies --model gpt-neo.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// gpt-neo: the architecture of the folder's config.json with fresh weights drawn from the
+    /// seed instead of the pretrained ones (the paper's model trained from scratch).
+    #[arg(long)]
+    pub random_init: bool,
+    /// Start from a base folder (`bases/NAME`, e.g. `bases/recall8`: its model and weights) or
+    /// an earlier run's model.bpk of the same shape, instead of a fresh initialisation.
+    #[arg(long, value_name = "PATH")]
+    pub init: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    pub fn run(self) -> skillit::Result<()> {
+        let TrainArgs {
+            task,
+            method,
+            steps,
+            seed,
+            lr,
+            loss,
+            out,
+            device,
+            config,
+            preset,
+            method_config,
+            set,
+            model,
+            weights,
+            random_init,
+            init,
+        } = self;
+        let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
+        if let Some(path) = &init {
+            run.start_from(path)?;
+        }
+        set_model(&mut run, model, weights, random_init);
+        if let Some(m) = method {
+            let k = run.task.build()?.num_skills();
+            run.method = MethodSpec::from_name(&m, k, task_name)?;
+        }
+        if let Some(path) = &method_config {
+            run.method = skillit::config::read_method_file(path)?;
+        }
+        for assignment in &set {
+            run.method = skillit::config::set_method_field(&run.method, assignment)?;
+        }
+        if let Some(s) = steps {
+            run.training.steps = s;
+        }
+        if let Some(s) = seed {
+            run.seed = s;
+        }
+        if let Some(l) = lr {
+            run.training.lr = l;
+        }
+        if let Some(l) = loss {
+            run.training.loss = l;
+        }
+        run.validate("command line")?;
+        skillit::results::prepare_output_dir(&out, "--out")?;
+        let selected = skillit::device::select(device)?;
+        let task = run.task.build()?;
+        eprintln!(
+            "training {} with {} on {} ({}), {} steps, seed {}",
+            task.describe(),
+            run.method
+                .build(task.as_ref(), &run.setting, run.target)?
+                .name(),
+            selected.backend,
+            selected.adapter,
+            run.training.steps,
+            run.seed
+        );
+        let bar = steps_bar(run.training.steps);
+        let mut last_acc = f64::NAN;
+        let mut on_progress = |p: Progress| {
+            match p {
+                Progress::Step { step, loss } => {
+                    bar.set_position(step);
+                    bar.set_message(format!("loss {loss:.4}, val acc {last_acc:.3}"));
+                }
+                Progress::Eval { accuracy, .. } => last_acc = accuracy,
+                Progress::RoundEnd { .. } => {}
+            }
+            Flow::Continue
+        };
+        let manifest = train(&run, &selected, &out, None, &mut on_progress)?;
+        bar.finish();
+        emit(&skillit::report::skill_table(&manifest))?;
+        if let RunStatus::Failed { reason, .. } = &manifest.status {
+            return Err(skillit::Error::Diverged {
+                run: out.display().to_string(),
+                reason: reason.clone(),
+            });
+        }
+        eprintln!(
+            "{:.1} ms/step, {:.0} s in all; wrote {}",
+            manifest.ms_per_step,
+            manifest.wall_time_s,
+            out.display()
+        );
+        Ok(())
+    }
+}
