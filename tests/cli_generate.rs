@@ -1,4 +1,5 @@
-//! `skillit generate` end to end: the JSONL records, and one-line errors with exit status 2.
+//! The binary end to end: `skillit generate`'s JSONL records, one-line errors with exit status 2, and
+//! the help text.
 
 use std::process::{Command, Output};
 
@@ -179,4 +180,22 @@ fn a_closed_pipe_is_not_an_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn train_help_names_every_method_of_the_registry() {
+    // The list is generated from skillit::method::NAMES, so a new method shows up by itself.
+    let out = skillit(&["train", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let line = help
+        .lines()
+        .find(|l| l.contains("The mixture method, one of:"))
+        .expect("--method's help");
+    for name in skillit::method::NAMES {
+        assert!(
+            line.contains(&format!(" {name},")) || line.contains(&format!(" {name} (")),
+            "{name}: {line}"
+        );
+    }
 }

@@ -144,3 +144,12 @@ pub(crate) fn report_panics_as_bugs() {
         );
     }));
 }
+
+/// `--method`'s help: every method of the registry, so the list cannot drift from the code.
+pub(crate) fn methods_help() -> String {
+    format!(
+        "The mixture method, one of: {} (`random` is the paper's fixed imbalanced mixture; \
+         parameters with --set or --method-config; README \"Mixture methods\")",
+        skillit::method::NAMES.join(", ")
+    )
+}

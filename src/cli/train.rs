@@ -7,9 +7,8 @@ pub struct TrainArgs {
     /// The task (default: the config's, else lego).
     #[arg(long, value_enum)]
     pub task: Option<TaskName>,
-    /// The mixture method: stratified, random (the paper's fixed imbalanced mixture), skill_it,
-    /// no_graph, static.
-    #[arg(long)]
+    /// The mixture method (the list comes from the method registry).
+    #[arg(long, help = methods_help())]
     pub method: Option<String>,
     /// Optimizer steps.
     #[arg(long)]
