@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use skillit_synthetic::TaskSpec;
 
+pub use crate::common::read_toml;
 use crate::method::MethodSpec;
 use crate::model::ModelConfig;
 use crate::{Error, Result};
@@ -146,25 +147,6 @@ pub fn set_method_field(method: &MethodSpec, assignment: &str) -> Result<MethodS
 /// Reads a method file: a TOML table like the run file's `[method]` section.
 pub fn read_method_file(path: &Path) -> Result<MethodSpec> {
     read_toml(path)
-}
-
-/// Reads and parses a TOML file; a missing file or a parse error is one bad-input line naming the
-/// file and the line.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
-        origin: origin.clone(),
-        field: "file".into(),
-        message: format!("cannot be read: {e}"),
-    })?;
-    toml::from_str(&text).map_err(|e| Error::Invalid {
-        origin,
-        field: e
-            .span()
-            .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
-            .unwrap_or_else(|| "toml".into()),
-        message: e.message().trim().to_string(),
-    })
 }
 
 fn default_setting() -> String {

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::method::Evaluation;
+use crate::common::Evaluation;
 use crate::{Error, Result};
 
 /// A k×m skills graph over train skills (rows) and eval skills (columns), both 1-based ids.
@@ -105,7 +105,7 @@ impl SkillsGraph {
     /// Reads a graph file (TOML, see the module docs).
     pub fn read(path: &Path, k: usize) -> Result<Self> {
         let origin = path.display().to_string();
-        let g: Self = crate::config::read_toml(path)?;
+        let g: Self = crate::common::read_toml(path)?;
         g.validate(&origin, k)?;
         Ok(g)
     }

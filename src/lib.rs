@@ -7,6 +7,7 @@
 //! Data flows one way: task → data → model → train → method → sweep → results → stats → report. The
 //! task generators live in the crate [`skillit_synthetic`], re-exported here as [`synthetic`].
 
+pub mod common;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -25,20 +25,12 @@ pub use skill_it::{exp_weights, Aggregate, SkillIt, SkillItConfig, WindowUnit};
 pub use stratified::Stratified;
 pub use target_only::TargetOnly;
 
+pub use crate::common::Evaluation;
 use crate::graph::SkillsGraph;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
-
-/// One evaluation: after `step` optimizer steps, each skill's validation loss (answer-token
-/// cross-entropy, nats) and greedy accuracy, in skill order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub step: u64,
-    pub loss: Vec<f64>,
-    pub accuracy: Vec<f64>,
-}
 
 /// What a method may observe before a round.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,36 @@
+//! What config, graph and method share, below all three so that imports run one way: reading a
+//! TOML file (one bad-input line naming the file and the line) and the record of one evaluation.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// One evaluation: after `step` optimizer steps, each skill's validation loss (answer-token
+/// cross-entropy, nats) and greedy accuracy, in skill order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub step: u64,
+    pub loss: Vec<f64>,
+    pub accuracy: Vec<f64>,
+}
+
+/// Reads and parses a TOML file; a missing file or a parse error is one bad-input line naming the
+/// file and the line.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+        origin: origin.clone(),
+        field: "file".into(),
+        message: format!("cannot be read: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| Error::Invalid {
+        origin,
+        field: e
+            .span()
+            .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+            .unwrap_or_else(|| "toml".into()),
+        message: e.message().trim().to_string(),
+    })
+}
