@@ -31,14 +31,15 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum LossKind {
-    /// Next-token cross-entropy over the whole sequence (the authors' default, SPEC §4).
+    /// Next-token cross-entropy over the whole sequence (the authors' default, docs/paper.md §4).
     #[default]
     Full,
     /// Cross-entropy of the answer token only.
     Answer,
 }
 
-/// The optimisation of one run (SPEC §5 for the authors' values; the defaults here are ours).
+/// The optimisation of one run (docs/paper.md §5 for the authors' values; the defaults here are
+/// ours).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingConfig {
@@ -60,8 +61,8 @@ pub struct TrainingConfig {
     pub loss: LossKind,
     /// Evaluate every this many steps (and at step 0 and at the end).
     pub eval_every: u64,
-    /// Steps per round: the mixture method chooses the mixture before each round (SPEC §6). 0 =
-    /// one round for the whole run.
+    /// Steps per round: the mixture method chooses the mixture before each round
+    /// (docs/paper.md §6). 0 = one round for the whole run.
     pub steps_per_round: u64,
     /// Validation examples per skill.
     pub val_per_skill: usize,
@@ -118,8 +119,9 @@ pub struct RunConfig {
     pub init: Option<PathBuf>,
 }
 
-/// The settings of SPEC §1: `pretrain` (train skills = eval skills), `finetune` (a target and its
-/// prerequisites), `out_of_domain` (train and eval skills disjoint; Skill-It needs a k×m graph).
+/// The settings of docs/paper.md §1: `pretrain` (train skills = eval skills), `finetune` (a target
+/// and its prerequisites), `out_of_domain` (train and eval skills disjoint; Skill-It needs a k×m
+/// graph).
 pub const SETTINGS: [&str; 3] = ["pretrain", "finetune", "out_of_domain"];
 
 /// Applies `--set key=value` to a method spec: the value is read as TOML (`0.5`, `true`, `"x"`,

@@ -6,7 +6,7 @@ use skillit_synthetic::{Example, LegoGraph, Task, TaskSpec, TrainStream, Validat
 
 use crate::{Error, Result};
 
-/// The validation examples per skill that every run holds out (SPEC §2, §3).
+/// The validation examples per skill that every run holds out (docs/paper.md §2, §3).
 pub const VALIDATION_PER_SKILL: usize = 100;
 
 /// The synthetic tasks.

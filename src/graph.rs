@@ -1,5 +1,6 @@
-//! Skills graphs: A[i][j] ≥ 0 is how much training on train skill i helps eval skill j (SPEC §1).
-//! The published graphs of SPEC §7 are built in; a graph can also be read from a TOML file:
+//! Skills graphs: A[i][j] ≥ 0 is how much training on train skill i helps eval skill j
+//! (docs/paper.md §1). The published graphs of docs/paper.md §7 are built in; a graph can also be
+//! read from a TOML file:
 //!
 //! ```toml
 //! train = [1, 2, 3, 4, 5]        # train skill ids (rows)
@@ -29,7 +30,8 @@ pub struct SkillsGraph {
     pub matrix: Vec<Vec<f64>>,
 }
 
-/// The weight of every off-diagonal edge of the synthetic tasks' published graphs (SPEC §1).
+/// The weight of every off-diagonal edge of the synthetic tasks' published graphs
+/// (docs/paper.md §1).
 pub const EDGE_WEIGHT: f64 = 0.5;
 
 impl SkillsGraph {
@@ -57,9 +59,9 @@ impl SkillsGraph {
         }
     }
 
-    /// The graphs the paper published (SPEC §7): LEGO pre-training s2 → s1, s3, s4; addition
-    /// pre-training s2 → s1; LEGO fine-tuning on s3 over (s1, s2, s3): [0, 0.5, 1]; addition
-    /// fine-tuning on s1 over (s1, s2): [1, 0.5]. `None` where the paper gives no graph.
+    /// The graphs the paper published (docs/paper.md §7): LEGO pre-training s2 → s1, s3, s4;
+    /// addition pre-training s2 → s1; LEGO fine-tuning on s3 over (s1, s2, s3): [0, 0.5, 1];
+    /// addition fine-tuning on s1 over (s1, s2): [1, 0.5]. `None` where the paper gives no graph.
     pub fn published(task: &str, setting: &str, k: usize) -> Option<Self> {
         let square = |edges: &[(usize, usize)]| {
             let mut g = Self::identity(k);
@@ -88,8 +90,8 @@ impl SkillsGraph {
     /// The graph a task's own structure gives in pre-training, where the paper publishes none:
     /// an edge of weight [`EDGE_WEIGHT`] from each skill to every skill computed from it
     /// ([`skillit_synthetic::Task::prerequisites`]: LEGO's parent → child, addition's carry
-    /// i → i + 1), the direction of the paper's fine-tuning graph (LEGO s2 → s3, SPEC §7). `None`
-    /// for a task whose skills do not build on each other.
+    /// i → i + 1), the direction of the paper's fine-tuning graph (LEGO s2 → s3, docs/paper.md §7).
+    /// `None` for a task whose skills do not build on each other.
     pub fn prerequisites(task: &dyn skillit_synthetic::Task) -> Option<Self> {
         let edges = task.prerequisites();
         if edges.is_empty() {

@@ -1,4 +1,4 @@
-//! Learning a skills graph from data (SPEC §1, §8): short probe trainings from the same
+//! Learning a skills graph from data (docs/paper.md §1, §8): short probe trainings from the same
 //! initialisation, each a sweep run of the `fixed` method, measured on the validation sets.
 //!
 //! - **linear** (the paper's linear approximation): for each skill i, train on i alone for H

@@ -2,8 +2,8 @@
 //!
 //! A recipe is a TOML file: the model, a seed, and stages trained one after the other, each from
 //! the one before (the first from the seed's fresh model), each a run of `skillit train` on a
-//! corpus task (`recall`: one-hop lookup, SPEC §12), plus the tasks the base serves, whose step-0
-//! accuracy is recorded:
+//! corpus task (`recall`: one-hop lookup, docs/paper.md §12), plus the tasks the base serves, whose
+//! step-0 accuracy is recorded:
 //!
 //! ```toml
 //! name = "recall8"
@@ -27,7 +27,7 @@
 //! continues a killed build, also in a base folder that was moved. A stage whose final validation
 //! loss is above its `converged_loss` on any skill it trained on stops the build with an error: a
 //! base is only written from stages that converged (the lookup stage is the fragile part,
-//! SPEC §12).
+//! docs/paper.md §12).
 
 use std::path::{Path, PathBuf};
 

@@ -333,7 +333,7 @@ pub struct Report {
 
 /// The accuracy a skill counts as learned at, for the steps-to-threshold table.
 pub const ACCURACY_THRESHOLD: f64 = 0.95;
-/// The loss the paper's ordered-skills experiments count steps to (SPEC §10).
+/// The loss the paper's ordered-skills experiments count steps to (docs/paper.md §10).
 pub const LOSS_THRESHOLD: f64 = 0.01;
 
 /// Builds the report of the results in `dir` (its `metrics.csv`), testing every method against the

@@ -375,7 +375,7 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
             _ => {}
         }
         if name == "skill_it" {
-            // Round 0: the published graph's initial mixture, s2 at 0.3461 (SPEC §6).
+            // Round 0: the published graph's initial mixture, s2 at 0.3461 (docs/paper.md §6).
             let s2 = rows.iter().find(|r| r.step == 0 && r.skill == 2).unwrap();
             assert!((s2.weight - 0.3461).abs() < 1e-4);
         }
@@ -384,8 +384,8 @@ fn every_method_runs_end_to_end_and_records_its_mixture() {
 
 #[test]
 fn fine_tuning_trains_the_target_and_its_prerequisites() {
-    // LEGO fine-tuning on s3: the published graph's train skills are s1, s2, s3 (SPEC §7), so
-    // stratified spreads 60 steps × 32 = 1,920 examples over them (per round of 640: 1/3·640 =
+    // LEGO fine-tuning on s3: the published graph's train skills are s1, s2, s3 (docs/paper.md §7),
+    // so stratified spreads 60 steps × 32 = 1,920 examples over them (per round of 640: 1/3·640 =
     // 213.33 → 213, 213 and the remainder 214 to s3), none of s4, s5.
     let dir = tempfile::tempdir().unwrap();
     let config = RunConfig {
@@ -416,7 +416,7 @@ fn fine_tuning_trains_the_target_and_its_prerequisites() {
     )
     .unwrap();
     assert_eq!(m.examples_per_skill, vec![639, 639, 642, 0, 0]);
-    // Skill-It in fine-tuning starts from [0.2543, 0.3265, 0.4192] (SPEC §6).
+    // Skill-It in fine-tuning starts from [0.2543, 0.3265, 0.4192] (docs/paper.md §6).
     let skill_it = RunConfig {
         method: MethodSpec::from_name("skill_it", 5, "lego").unwrap(),
         ..config.clone()
@@ -683,7 +683,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
             }
         }
     }
-    // The task's prerequisite edges, weight 0.5 (SPEC §7's edge weight), where no graph is
+    // The task's prerequisite edges, weight 0.5 (docs/paper.md §7's edge weight), where no graph is
     // published: LEGO's chain 1 → 2 → 3, the tree 1 → 2, 1 → 3, 2 → 4, addition's carries.
     let graph = |task: &dyn skillit::synthetic::Task| {
         MethodSpec::from_name("skill_it", task.num_skills(), task.name())

@@ -1,10 +1,10 @@
-//! `curriculum` and `anticurriculum` (SPEC §9; the authors' `curriculum_trainer.py`): score every
-//! example of a pool by the initial model's answer-token loss, sort ascending (curriculum) or
-//! descending (anticurriculum), and in round r (1-based) draw the round's n examples uniformly
-//! without replacement from the first r·n of the sorted pool (linear pacing, their `_get_pacing`,
-//! curriculum_trainer.py:16–19: the pool holds the whole budget, so the last round may draw from all
-//! of it). `ramp` < 1 (ours) admits the pool faster, the first r·n / ramp, so that only the first
-//! `ramp` of the run is paced.
+//! `curriculum` and `anticurriculum` (docs/paper.md §9; the authors' `curriculum_trainer.py`):
+//! score every example of a pool by the initial model's answer-token loss, sort ascending
+//! (curriculum) or descending (anticurriculum), and in round r (1-based) draw the round's n
+//! examples uniformly without replacement from the first r·n of the sorted pool (linear pacing,
+//! their `_get_pacing`, curriculum_trainer.py:16–19: the pool holds the whole budget, so the last
+//! round may draw from all of it). `ramp` < 1 (ours) admits the pool faster, the first r·n / ramp,
+//! so that only the first `ramp` of the run is paced.
 //!
 //! The defaults are the authors' scripts (HazyResearch/skill-it, `scripts/*/pt/run_curriculum.sh`
 //! and `run_anticurriculum.sh`): in pre-training the pool is drawn with the paper's imbalanced

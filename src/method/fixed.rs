@@ -1,5 +1,5 @@
 //! `fixed`: a given mixture, the same every round; the paper's imbalanced `random` baseline is
-//! `fixed` with LEGO 1:1:1:3:5 or addition 13:14:18 (SPEC §9).
+//! `fixed` with LEGO 1:1:1:3:5 or addition 13:14:18 (docs/paper.md §9).
 
 use super::{MixtureMethod, Observation};
 

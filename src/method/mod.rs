@@ -1,9 +1,9 @@
 //! Mixture methods: what proportion of each skill the next round of training draws.
 //!
 //! A method observes the step, the round, every evaluation so far (per-skill validation loss and
-//! accuracy) and returns the mixture over the training skills for the next round (SPEC §6). Its whole
-//! state serialises, so a run can resume exactly. A new method is one file plus one line in
-//! [`build`].
+//! accuracy) and returns the mixture over the training skills for the next round
+//! (docs/paper.md §6). Its whole state serialises, so a run can resume exactly. A new method is one
+//! file plus one line in [`build`].
 
 mod aioli;
 mod curriculum;
@@ -640,8 +640,8 @@ pub fn expand(over_train: &[f64], train_skills: &[usize], k: usize) -> Vec<f64> 
     mixture
 }
 
-/// The paper's imbalanced `random` mixture (SPEC §9): LEGO 1:1:1:3:5, addition 13:14:18. For other
-/// k: LEGO puts weight 1 on every skill but the last two (3 and 5), addition is uniform.
+/// The paper's imbalanced `random` mixture (docs/paper.md §9): LEGO 1:1:1:3:5, addition 13:14:18.
+/// For other k: LEGO puts weight 1 on every skill but the last two (3 and 5), addition is uniform.
 pub fn paper_random_weights(task: &str, k: usize) -> Vec<f64> {
     match (task, k) {
         ("addition", 3) => vec![13.0, 14.0, 18.0],

@@ -1,4 +1,4 @@
-//! `skill_curriculum` and `skill_anticurriculum` (SPEC §9; the authors'
+//! `skill_curriculum` and `skill_anticurriculum` (docs/paper.md §9; the authors'
 //! `group_curriculum_trainer.py`): order the train skills by the initial model's mean loss on the
 //! scored pool (ascending, or descending for the anticurriculum) and train on them in turn, each
 //! phase mixing in a fraction `frac` of every earlier skill; a final phase samples the whole pool

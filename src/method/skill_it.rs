@@ -1,4 +1,4 @@
-//! `skill_it`: Skill-It's online data selection (Algorithm 1, SPEC §6), and its ablations
+//! `skill_it`: Skill-It's online data selection (Algorithm 1, docs/paper.md §6), and its ablations
 //! `no_graph` (A = I) and `static` (T = 1).
 //!
 //! Initial mixture p_1[i] ∝ exp(η · Σ_j A[i][j]) (the authors start from losses of 1). Before each

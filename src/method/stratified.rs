@@ -1,4 +1,4 @@
-//! `stratified`: uniform over the training skills (SPEC §9).
+//! `stratified`: uniform over the training skills (docs/paper.md §9).
 
 use super::{MixtureMethod, Observation};
 

@@ -1,4 +1,4 @@
-//! `target_only`: fine-tuning on the target skill alone (SPEC §9).
+//! `target_only`: fine-tuning on the target skill alone (docs/paper.md §9).
 
 use super::{MixtureMethod, Observation};
 

@@ -1,6 +1,6 @@
 //! A base: a scratch model pretrained by skillit on a corpus of generic in-context abilities, saved
 //! in a folder that runs start from (`init = "bases/NAME"`), as the paper's runs start from a
-//! pretrained LM (SPEC §12). The folder holds
+//! pretrained LM (docs/paper.md §12). The folder holds
 //!
 //! - `model.bpk`: the weights;
 //! - `base.json`: the [`BaseManifest`]: the model's shape, the vocabulary it reads, the recipe and

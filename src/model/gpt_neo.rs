@@ -1,5 +1,5 @@
-//! GPT-Neo, the paper's pretrained model (SPEC §5: GPT-Neo-125M), as Hugging Face `transformers`
-//! defines it (`modeling_gpt_neo.py`), loaded from a local snapshot folder:
+//! GPT-Neo, the paper's pretrained model (docs/paper.md §5: GPT-Neo-125M), as Hugging Face
+//! `transformers` defines it (`modeling_gpt_neo.py`), loaded from a local snapshot folder:
 //!
 //! - learned token and position embeddings, then blocks of x + attn(ln_1(x)), x + mlp(ln_2(x)),
 //!   a final LayerNorm, and the head tied to the token embedding (logits = h · wteᵀ);

@@ -1,6 +1,7 @@
-//! The models: [`Transformer`], the small causal transformer trained from scratch (SPEC §11), and
-//! [`GptNeo`] (gpt_neo.rs), the paper's pretrained model loaded from Hugging Face weights; [`Model`]
-//! is either, behind one interface, and [`Codec`] (codec.rs) turns a task's examples into its ids.
+//! The models: [`Transformer`], the small causal transformer trained from scratch
+//! (docs/paper.md §11), and [`GptNeo`] (gpt_neo.rs), the paper's pretrained model loaded from
+//! Hugging Face weights; [`Model`] is either, behind one interface, and [`Codec`] (codec.rs) turns
+//! a task's examples into its ids.
 //!
 //! The transformer: token and learned position embeddings, pre-norm blocks (an optional short
 //! causal convolution, causal multi-head attention, GELU MLP), a final LayerNorm and a linear head.
@@ -11,8 +12,8 @@
 //! `conv(h)_t = b + Σ_{j<K} w_j ⊙ h_{t−j}` (zeros before the first position). It hands each
 //! position its predecessors' features, the previous-token half of the induction circuit that
 //! attention is slow to form by itself: with it, key→value recall is learned in 200–300 steps
-//! instead of a 3,000-step plateau (SPEC §12; cf. the Canon layers of Allen-Zhu's Physics of
-//! Language Models 4.1, the short convolutions of Zoology/Based, RWKV's token shift).
+//! instead of a 3,000-step plateau (docs/paper.md §12; cf. the Canon layers of Allen-Zhu's Physics
+//! of Language Models 4.1, the short convolutions of Zoology/Based, RWKV's token shift).
 //!
 //! Initialisation follows GPT-2 / nanoGPT: every weight ~ N(0, 0.02), the two residual projections
 //! of each block ~ N(0, 0.02 / √(2·n_layers)), biases 0, LayerNorm γ = 1, β = 0. The weights are

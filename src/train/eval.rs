@@ -52,7 +52,11 @@ pub fn evaluate(
 
 /// Each example's answer-token cross-entropy under `model` and whether its greedy answer is right,
 /// in batches of 512 (one forward each).
-pub(crate) fn answer_scores(model: &Model, examples: &[&Example], device: &Device) -> (Vec<f64>, Vec<bool>) {
+pub(crate) fn answer_scores(
+    model: &Model,
+    examples: &[&Example],
+    device: &Device,
+) -> (Vec<f64>, Vec<bool>) {
     const CHUNK: usize = 512;
     let mut nll = Vec::with_capacity(examples.len());
     let mut correct = Vec::with_capacity(examples.len());

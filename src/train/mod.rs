@@ -2,11 +2,12 @@
 //! clipping, rounds whose mixture a method chooses, per-skill evaluation, and the run's outputs
 //! (metrics.csv, manifest.json, the final weights).
 //!
-//! A run proceeds in rounds (SPEC §6): before each round the method returns the mixture, the round's
-//! examples are drawn with exact counts (floor(p_i·n), the last skill takes the remainder) from the
-//! run's deduplicated training streams and shuffled, then trained on in batches. Evaluation happens
-//! at step 0, every `eval_every` steps and at the end: per skill, the answer token's cross-entropy
-//! over the whole vocabulary and the greedy accuracy on the fixed validation sets.
+//! A run proceeds in rounds (docs/paper.md §6): before each round the method returns the mixture,
+//! the round's examples are drawn with exact counts (floor(p_i·n), the last skill takes the
+//! remainder) from the run's deduplicated training streams and shuffled, then trained on in
+//! batches. Evaluation happens at step 0, every `eval_every` steps and at the end: per skill, the
+//! answer token's cross-entropy over the whole vocabulary and the greedy accuracy on the fixed
+//! validation sets.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,13 +33,13 @@ mod optim;
 mod record;
 mod speed;
 
+use checkpoint::*;
 pub use checkpoint::{save_module, tidy_run, RunPaths};
 pub use eval::{batch_loss, evaluate, example_losses, score};
 pub use optim::{learning_rate, optimizer, train_step, train_step_losses, train_step_weighted};
+use record::*;
 pub use record::{read_manifest, Manifest, RecordedRun, RunStatus};
 pub use speed::{measure_speed, Speed};
-use checkpoint::*;
-use record::*;
 
 /// The burn release skillit is built against (pinned with `=` in Cargo.toml).
 pub const BURN_VERSION: &str = "0.22.1";
@@ -88,8 +89,8 @@ pub fn pool_mixture(weights: Option<Vec<f64>>, train_skills: &[usize], k: usize)
 }
 
 /// Exact per-skill counts for `n` examples under `mixture`: floor(p_i·n), the last skill with a
-/// positive weight takes the remainder (SPEC §6; the authors' `_generate_data_segment`, whose skill
-/// list holds only the skills being trained).
+/// positive weight takes the remainder (docs/paper.md §6; the authors' `_generate_data_segment`,
+/// whose skill list holds only the skills being trained).
 pub fn exact_counts(mixture: &[f64], n: usize) -> Vec<usize> {
     let mut counts: Vec<usize> = mixture
         .iter()

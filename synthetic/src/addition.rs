@@ -1,4 +1,4 @@
-//! Multi-digit addition (SPEC §3).
+//! Multi-digit addition (docs/paper.md §3).
 //!
 //! An example with k = 3, asking skill s1 (the ones digit of the sum):
 //!

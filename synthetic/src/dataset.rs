@@ -94,7 +94,8 @@ impl ValidationSet {
         })
     }
 
-    /// The validation set at the task's own seed (SPEC: 42 for LEGO, 420 for addition).
+    /// The validation set at the task's own seed (docs/paper.md §2–3: 42 for LEGO, 420 for
+    /// addition).
     pub fn standard(task: &dyn Task, n: usize) -> Result<Self, Error> {
         Self::new(task, n, task.default_val_seed())
     }

@@ -1,4 +1,4 @@
-//! LEGO (Zhang et al. 2022, as used by Skill-it!; SPEC §2).
+//! LEGO (Zhang et al. 2022, as used by Skill-it!; docs/paper.md §2).
 //!
 //! An example with k = 5 on the default chain graph:
 //!

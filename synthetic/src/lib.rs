@@ -4,11 +4,11 @@
 //! give the same examples on every platform from a seed:
 //!
 //! - [`Lego`]: chains of variable assignments; skill *i* asks the value of the variable at depth *i*
-//!   (SPEC §2).
+//!   (docs/paper.md §2).
 //! - [`Addition`]: *k*-digit addition; skill *i* asks the *i*-th digit of the sum from the ones digit
-//!   (SPEC §3).
+//!   (docs/paper.md §3).
 //! - [`Recall`]: the pre-training corpus of a base model: one-hop lookup in LEGO's clause format,
-//!   with and without operators, and no chains (SPEC §12).
+//!   with and without operators, and no chains (docs/paper.md §12).
 //!
 //! Every example is a sequence of word-level tokens from the task's fixed [`Vocab`]; the answer is one
 //! token. [`ValidationSet`] and [`TrainStream`] build the datasets: fixed validation sets, and per-skill
@@ -152,7 +152,7 @@ pub trait Task: Send + Sync {
     /// The length in tokens of every example of this task (they are all the same length).
     fn seq_len(&self) -> usize;
 
-    /// The seed of the fixed validation sets (SPEC: 42 for LEGO, 420 for addition).
+    /// The seed of the fixed validation sets (docs/paper.md §2–3: 42 for LEGO, 420 for addition).
     fn default_val_seed(&self) -> u64;
 
     /// Draws one example of `skill` (1-based) from `rng`. `skill` must be in 1..=k.

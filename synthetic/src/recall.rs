@@ -1,6 +1,6 @@
-//! Recall: the pre-training corpus of a base model (SPEC §12). One-hop lookup in LEGO's clause
-//! format, with no chains: no clause refers to another clause's variable, and the query asks one
-//! of them.
+//! Recall: the pre-training corpus of a base model (docs/paper.md §12). One-hop lookup in LEGO's
+//! clause format, with no chains: no clause refers to another clause's variable, and the query asks
+//! one of them.
 //!
 //! ```text
 //! s1 (literal):   Input: b = val 1 , v = val 0 , h = val 1 , u = val 1 , q = val 0 .
