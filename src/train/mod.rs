@@ -113,6 +113,11 @@ pub fn exact_counts(mixture: &[f64], n: usize) -> Vec<usize> {
 /// Trains one run to completion (or divergence), writing `metrics.csv` after every evaluation and
 /// `manifest.json` and the weights at the end. A diverging run (non-finite loss) is recorded as
 /// failed and returned as such, not as an error.
+///
+/// The algorithm of docs/paper.md §6: the method's reference run first (if it learns from one),
+/// the model and its optimizer, the scored pool (the example-level curricula), the checkpoint's
+/// rounds replayed (a resumed run), then round after round: the method's plan, its examples in
+/// batches, evaluations every `eval_every` steps, a checkpoint at the round's end.
 pub fn train(
     config: &RunConfig,
     selected: &Selected,
@@ -123,21 +128,18 @@ pub fn train(
     config.validate("run config")?;
     crate::results::prepare_output_dir(out, "out")?;
     tidy_run(out);
+    let started = Instant::now();
     let paths = RunPaths {
         dir: out.to_path_buf(),
     };
-    let started = Instant::now();
     let task = config.task.build()?;
-    let k = task.num_skills();
-    let t = &config.training;
     let mut method = config
         .method
         .build(task.as_ref(), &config.setting, config.target)?;
-    let train_skills = config.train_skills(task.as_ref());
     let run_id = run_id
         .map(String::from)
         .unwrap_or_else(|| default_run_id(config, method.as_ref()));
-    let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
+    let validation = ValidationSet::standard(task.as_ref(), config.training.val_per_skill)?;
     let mut stream = TrainStream::new(task.as_ref(), config.seed, &validation);
     let reference = match method.reference() {
         Some((folder, spec)) => {
@@ -147,16 +149,219 @@ pub fn train(
         }
         None => None,
     };
+    let train_skills = config.train_skills(task.as_ref());
+    let setup = Setup::new(config, selected, &paths, task.as_ref(), &train_skills);
+    let (mut learner, codec, pretrained) =
+        start_learner(&setup, task.as_ref(), method.as_ref(), reference.as_ref())?;
+    let pool = draw_pool(&setup, method.as_mut(), &mut stream, &learner, &codec)?;
+    let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
+    let mut recorder = Recorder {
+        paths: &paths,
+        run_id: &run_id,
+        config,
+        task: task.as_ref(),
+        validation: &encoded_validation,
+        device: &selected.device,
+        evaluations: Vec::new(),
+        probes: Vec::new(),
+        eval_time: 0.0,
+    };
+    let mut at = Position::start(setup.k);
+    if let Some(ck) = read_checkpoint(&paths, config)? {
+        let mut loop_state = LoopState {
+            learner: &mut learner,
+            method: method.as_mut(),
+            stream: &mut stream,
+            pool: &pool,
+            recorder: &mut recorder,
+            at: &mut at,
+        };
+        resume(&setup, ck, &mut loop_state)?;
+    }
+    let mut loop_state = LoopState {
+        learner: &mut learner,
+        method: method.as_mut(),
+        stream: &mut stream,
+        pool: &pool,
+        recorder: &mut recorder,
+        at: &mut at,
+    };
+    let status = train_rounds(&setup, &mut loop_state, &codec, started, progress)?;
+    if status == RunStatus::Finished {
+        save_module(learner.model(), &paths.weights())?;
+    }
+    let manifest = Manifest {
+        run_id: run_id.clone(),
+        status,
+        config: config.clone(),
+        method: method.name().to_string(),
+        params: method.params(),
+        skillit_version: env!("CARGO_PKG_VERSION"),
+        git_revision: env!("SKILLIT_GIT_REVISION"),
+        burn_version: BURN_VERSION,
+        backend: selected.backend.clone(),
+        adapter: selected.adapter.clone(),
+        wall_time_s: at.wall_before + started.elapsed().as_secs_f64(),
+        train_time_s: at.train_time,
+        eval_time_s: recorder.eval_time,
+        ms_per_step: match at.step {
+            0 => 0.0,
+            s => 1000.0 * at.train_time / s as f64,
+        },
+        steps_done: at.step,
+        examples_per_skill: at.trained,
+        num_params: learner.model().num_params(),
+        evaluations: recorder.history(),
+        method_state: method.state(),
+        pretrained,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    write_atomic(&paths.manifest(), &json)?;
+    if manifest.status == RunStatus::Finished {
+        // Only now that the manifest says finished does the checkpoint go: a kill before this
+        // line resumes from the checkpoint, a kill after it leaves the finished run (a leftover
+        // checkpoint folder is removed by the sweep's tidy-up).
+        let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
+    }
+    Ok(manifest)
+}
 
-    let device = selected.device.clone().autodiff();
+/// What stays fixed through a run's rounds.
+struct Setup<'a> {
+    config: &'a RunConfig,
+    selected: &'a Selected,
+    paths: &'a RunPaths,
+    t: &'a crate::config::TrainingConfig,
+    /// The task's number of skills.
+    k: usize,
+    train_skills: &'a [usize],
+    /// The config's round length (the whole run for 0).
+    steps_per_round: u64,
+    /// The autodiff device the model trains on.
+    device: Device,
+}
+
+impl<'a> Setup<'a> {
+    fn new(
+        config: &'a RunConfig,
+        selected: &'a Selected,
+        paths: &'a RunPaths,
+        task: &dyn Task,
+        train_skills: &'a [usize],
+    ) -> Self {
+        let t = &config.training;
+        Self {
+            config,
+            selected,
+            paths,
+            t,
+            k: task.num_skills(),
+            train_skills,
+            steps_per_round: match t.steps_per_round {
+                0 => t.steps,
+                n => n,
+            },
+            device: selected.device.clone().autodiff(),
+        }
+    }
+
+    /// The context of round `round`, which starts after `step` steps.
+    fn round(&self, step: u64, round: usize) -> RoundContext<'_> {
+        RoundContext {
+            step,
+            round,
+            k: self.k,
+            train_skills: self.train_skills,
+            steps_per_round: self.steps_per_round,
+            training: self.t,
+            seed: self.config.seed,
+        }
+    }
+}
+
+/// The model, its optimizer, and the reference run's model for a method that weighs every step
+/// against it.
+struct Learner {
+    /// Always in place but during a step, which takes it (an optimizer step consumes the model,
+    /// and a copy kept alive would stop burn from updating parameters in place).
+    model: Option<Model>,
+    optim: ModuleOptimizer,
+    reference_model: Option<Model>,
+}
+
+impl Learner {
+    fn model(&self) -> &Model {
+        self.model
+            .as_ref()
+            .expect("the model is in place between steps")
+    }
+
+    fn take_model(&mut self) -> Model {
+        self.model
+            .take()
+            .expect("the model is in place between steps")
+    }
+}
+
+/// Where a run stands: with the model and optimizer, what a checkpoint holds.
+struct Position {
+    step: u64,
+    round: usize,
+    /// Training examples per skill so far.
+    trained: Vec<u64>,
+    train_time: f64,
+    /// Wall time before this process: a resumed run's checkpoint's.
+    wall_before: f64,
+    /// Each finished round's per-skill mean training loss.
+    round_train_losses: Vec<Vec<Option<f64>>>,
+    last_checkpoint: u64,
+}
+
+impl Position {
+    fn start(k: usize) -> Self {
+        Self {
+            step: 0,
+            round: 0,
+            trained: vec![0; k],
+            train_time: 0.0,
+            wall_before: 0.0,
+            round_train_losses: Vec::new(),
+            last_checkpoint: 0,
+        }
+    }
+}
+
+/// What the rounds change.
+struct LoopState<'s, 'r> {
+    learner: &'s mut Learner,
+    method: &'s mut dyn MixtureMethod,
+    stream: &'s mut TrainStream<'r>,
+    pool: &'s [Example],
+    recorder: &'s mut Recorder<'r>,
+    at: &'s mut Position,
+}
+
+/// The run's model (initialised from the seed, then from `init` where given), its codec, the
+/// pretrained weights' record, its optimizer and the reference model.
+fn start_learner(
+    setup: &Setup,
+    task: &dyn Task,
+    method: &dyn MixtureMethod,
+    reference: Option<&ReferenceRun>,
+) -> Result<(
+    Learner,
+    crate::model::Codec,
+    Option<crate::model::gpt_neo::WeightsRecord>,
+)> {
+    let config = setup.config;
     let mut init_rng = stream_rng(config.seed, PURPOSE_INIT, 0);
-    let (mut model, codec) = config.model.build(task.vocab(), &mut init_rng, &device)?;
+    let (mut model, codec) = config
+        .model
+        .build(task.vocab(), &mut init_rng, &setup.device)?;
     let pretrained = match (&config.model.weights, config.model.random_init) {
         (Some(dir), false) => Some(crate::model::gpt_neo::fingerprint(dir)?),
         _ => None,
     };
-    // The validation set in the model's ids (the task's own for the scratch model).
-    let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
     if let Some(path) = &config.init {
         // A base folder was checked (fingerprint, vocabulary) by `validate` above.
         let weights = crate::model::base::init_weights(path)?;
@@ -166,10 +371,8 @@ pub fn train(
             message: format!("cannot be loaded as this run's model: {e:?}"),
         })?;
     }
-    let num_params = model.num_params();
-    let mut optim = optimizer(&model, t);
-    // The reference run's final model, for a method that weighs each step against it.
-    let reference_model = match (&reference, method.wants_reference_model()) {
+    let optim = optimizer(&model, setup.t);
+    let reference_model = match (reference, method.wants_reference_model()) {
         (Some(r), true) => {
             let path = RunPaths { dir: r.dir.clone() }.weights();
             let loaded = model
@@ -184,267 +387,260 @@ pub fn train(
         }
         _ => None,
     };
-
-    let steps_per_round = if t.steps_per_round == 0 {
-        t.steps
-    } else {
-        t.steps_per_round
+    let learner = Learner {
+        model: Some(model),
+        optim,
+        reference_model,
     };
-    let mut train_time = 0.0;
-    // Wall time before this process: a resumed run's checkpoint's.
-    let mut wall_before = 0.0;
-    let mut status = RunStatus::Finished;
-    let mut step: u64 = 0;
-    let mut round = 0usize;
-    let mut trained = vec![0u64; k];
-    let mut round_train_losses: Vec<Vec<Option<f64>>> = Vec::new();
-    let mut last_checkpoint: u64 = 0;
+    Ok((learner, codec, pretrained))
+}
 
-    // The example-level curricula choose from a pool of the whole budget (drawn with the
-    // method's proportions over the training skills, else stratified), scored by the initial
-    // model where they order it by that score.
+/// The pool the example-level curricula choose from: the whole budget, drawn with the method's
+/// proportions over the training skills (else stratified) and scored by the initial model where
+/// the method orders it by that score. Empty for the other methods.
+fn draw_pool(
+    setup: &Setup,
+    method: &mut dyn MixtureMethod,
+    stream: &mut TrainStream,
+    learner: &Learner,
+    codec: &crate::model::Codec,
+) -> Result<Vec<Example>> {
     let mut pool: Vec<Example> = Vec::new();
-    if method.wants_pool() {
-        let mixture = pool_mixture(method.pool_mixture(), &train_skills, k);
-        let counts = exact_counts(&mixture, t.steps as usize * t.batch_size);
-        for (skill, &c) in counts.iter().enumerate() {
-            pool.extend(stream.take(skill + 1, c)?);
-        }
-        let losses = if method.scores_pool() {
-            score(&model.valid(), &codec.encoded(&pool)?, &selected.device)
-        } else {
-            Vec::new()
+    if !method.wants_pool() {
+        return Ok(pool);
+    }
+    let t = setup.t;
+    let mixture = pool_mixture(method.pool_mixture(), setup.train_skills, setup.k);
+    let counts = exact_counts(&mixture, t.steps as usize * t.batch_size);
+    for (skill, &c) in counts.iter().enumerate() {
+        pool.extend(stream.take(skill + 1, c)?);
+    }
+    let losses = match method.scores_pool() {
+        true => score(
+            &learner.model().valid(),
+            &codec.encoded(&pool)?,
+            &setup.selected.device,
+        ),
+        false => Vec::new(),
+    };
+    method.set_pool(ScoredPool {
+        skills: pool.iter().map(|e| e.skill).collect(),
+        losses,
+        answers: pool.iter().map(Example::answer_token).collect(),
+        rng: stream_rng(setup.config.seed, PURPOSE_POOL_ORDER, 0),
+    });
+    Ok(pool)
+}
+
+/// Resumes from the checkpoint `ck`: its model and optimizer, then the rounds before replayed
+/// (the same plans from the same history and random streams advance the training streams exactly
+/// as the interrupted run did), then its record and the method's own state.
+fn resume(setup: &Setup, ck: Checkpoint, s: &mut LoopState) -> Result<()> {
+    let paths = setup.paths;
+    let load_error = |what: &str, e: String| Error::Invalid {
+        origin: paths.checkpoint_dir().display().to_string(),
+        field: what.into(),
+        message: format!("cannot be loaded: {e}"),
+    };
+    let learner = &mut *s.learner;
+    let model = learner
+        .take_model()
+        .try_load_file(paths.checkpoint_model(ck.step))
+        .map_err(|e| load_error("model", format!("{e:?}")))?;
+    // The loaded parameters keep their saved ids: build the optimizer's no-decay group from
+    // them, then load its state.
+    learner.optim = optimizer(&model, setup.t)
+        .load(paths.checkpoint_optim(ck.step))
+        .map_err(|e| load_error("optimizer", format!("{e:?}")))?;
+    learner.model = Some(model);
+    let mut replay_step = 0;
+    for r in 0..ck.round {
+        let history = observed_history(&ck.evaluations, &ck.probes, replay_step);
+        let train_losses = match r {
+            0 => &[][..],
+            _ => &ck.round_train_losses[r - 1][..],
         };
-        method.set_pool(ScoredPool {
-            skills: pool.iter().map(|e| e.skill).collect(),
-            losses,
-            answers: pool.iter().map(Example::answer_token).collect(),
-            rng: stream_rng(config.seed, PURPOSE_POOL_ORDER, 0),
+        let (_, _, round_steps, _) = run_round_plan(
+            &mut *s.method,
+            s.stream,
+            s.pool,
+            &setup.round(replay_step, r),
+            &history,
+            train_losses,
+        )?;
+        replay_step += round_steps;
+    }
+    if replay_step != ck.step {
+        return Err(Error::Invalid {
+            origin: paths.checkpoint_dir().display().to_string(),
+            field: "step".into(),
+            message: format!(
+                "the checkpoint is at step {} but its rounds end at step {replay_step}",
+                ck.step
+            ),
         });
     }
-
-    let mut recorder = Recorder {
-        paths: &paths,
-        run_id: &run_id,
-        config,
-        task: task.as_ref(),
-        validation: &encoded_validation,
-        device: &selected.device,
-        evaluations: Vec::new(),
-        probes: Vec::new(),
-        eval_time: 0.0,
+    *s.at = Position {
+        step: ck.step,
+        round: ck.round,
+        trained: ck.trained,
+        train_time: ck.train_time,
+        wall_before: ck.wall_time,
+        round_train_losses: ck.round_train_losses,
+        last_checkpoint: ck.step,
     };
+    s.recorder.eval_time = ck.eval_time;
+    s.recorder.evaluations = ck.evaluations;
+    s.recorder.probes = ck.probes;
+    s.method.load_state(ck.method_state)
+}
 
-    // Resume from the last round boundary when the folder holds this run's checkpoint.
-    if let Some(ck) = read_checkpoint(&paths, config)? {
-        let load_error = |what: &str, e: String| Error::Invalid {
-            origin: paths.checkpoint_dir().display().to_string(),
-            field: what.into(),
-            message: format!("cannot be loaded: {e}"),
-        };
-        model = model
-            .try_load_file(paths.checkpoint_model(ck.step))
-            .map_err(|e| load_error("model", format!("{e:?}")))?;
-        // The loaded parameters keep their saved ids: build the optimizer's no-decay group from
-        // them, then load its state.
-        optim = optimizer(&model, t)
-            .load(paths.checkpoint_optim(ck.step))
-            .map_err(|e| load_error("optimizer", format!("{e:?}")))?;
-        // Re-derive the rounds before: the same plans from the same history and random streams
-        // advance the training streams exactly as the interrupted run did.
-        let mut replay_step = 0;
-        for r in 0..ck.round {
-            let history = observed_history(&ck.evaluations, &ck.probes, replay_step);
-            let train_losses = match r {
-                0 => &[][..],
-                _ => &ck.round_train_losses[r - 1][..],
-            };
-            let (_, _, round_steps, _) = run_round_plan(
-                method.as_mut(),
-                &mut stream,
-                &pool,
-                &RoundContext {
-                    step: replay_step,
-                    round: r,
-                    k,
-                    train_skills: &train_skills,
-                    steps_per_round,
-                    training: t,
-                    seed: config.seed,
-                },
-                &history,
-                train_losses,
-            )?;
-            replay_step += round_steps;
+/// Round after round until the budget is spent, the loss diverges or the caller stops the run at a
+/// checkpoint; returns how the run ended.
+fn train_rounds(
+    setup: &Setup,
+    s: &mut LoopState,
+    codec: &crate::model::Codec,
+    started: Instant,
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<RunStatus> {
+    while s.at.step < setup.t.steps {
+        if s.method.wants_probe() {
+            s.recorder.probe(s.learner.model(), s.at.step);
         }
-        if replay_step != ck.step {
-            return Err(Error::Invalid {
-                origin: paths.checkpoint_dir().display().to_string(),
-                field: "step".into(),
-                message: format!(
-                    "the checkpoint is at step {} but its rounds end at step {replay_step}",
-                    ck.step
-                ),
-            });
-        }
-        step = ck.step;
-        round = ck.round;
-        trained = ck.trained;
-        train_time = ck.train_time;
-        wall_before = ck.wall_time;
-        recorder.eval_time = ck.eval_time;
-        recorder.evaluations = ck.evaluations;
-        recorder.probes = ck.probes;
-        round_train_losses = ck.round_train_losses;
-        last_checkpoint = ck.step;
-        method.load_state(ck.method_state)?;
-    }
-
-    'rounds: while step < t.steps {
-        if method.wants_probe() {
-            recorder.probe(&model, step);
-        }
-        let history = observed_history(&recorder.evaluations, &recorder.probes, step);
+        let history = observed_history(&s.recorder.evaluations, &s.recorder.probes, s.at.step);
+        let last_losses = s.at.round_train_losses.last().map_or(&[][..], |l| &l[..]);
         let (examples, mixture, _, mut round_rng) = run_round_plan(
-            method.as_mut(),
-            &mut stream,
-            &pool,
-            &RoundContext {
-                step,
-                round,
-                k,
-                train_skills: &train_skills,
-                steps_per_round,
-                training: t,
-                seed: config.seed,
-            },
+            &mut *s.method,
+            s.stream,
+            s.pool,
+            &setup.round(s.at.step, s.at.round),
             &history,
-            round_train_losses.last().map_or(&[][..], |l| &l[..]),
+            last_losses,
         )?;
-        if step == 0 {
+        if s.at.step == 0 {
             // The mixture recorded at step 0 is the first round's.
-            recorder.record(&model, 0, &mixture, method.as_ref(), progress)?;
+            let model = s.learner.model();
+            s.recorder
+                .record(model, 0, &mixture, &*s.method, progress)?;
         }
         let mut examples = codec.encode(examples)?;
         examples.shuffle(&mut round_rng);
-        for e in &examples {
-            trained[e.skill - 1] += 1;
+        if let Some(failed) = train_round(setup, s, &examples, &mixture, progress)? {
+            return Ok(failed);
         }
-        // Each skill's summed training loss and count over the round.
-        let mut round_loss = vec![(0.0f64, 0usize); k];
-        for batch in examples.chunks(t.batch_size) {
-            let t0 = Instant::now();
-            let batch: Vec<&Example> = batch.iter().collect();
-            let lr = learning_rate(t.lr, step, t.warmup, t.steps);
-            let reference_losses: Vec<f64> = match &reference_model {
-                Some(m) => example_losses(m, &batch, t.loss, &selected.device)
-                    .into_data()
-                    .iter::<f32>()
-                    .map(f64::from)
-                    .collect(),
-                None => Vec::new(),
-            };
-            let skills: Vec<usize> = batch.iter().map(|e| e.skill).collect();
-            let (next, losses) =
-                train_step_weighted(model, &mut optim, &batch, t, lr, &device, &mut |l| {
-                    method.weigh_step(&skills, l, &reference_losses)
-                });
-            model = next;
-            let loss_value = losses.iter().sum::<f64>() / losses.len() as f64;
-            for (e, l) in batch.iter().zip(&losses) {
-                round_loss[e.skill - 1].0 += l;
-                round_loss[e.skill - 1].1 += 1;
-            }
-            if !loss_value.is_finite() {
-                status = RunStatus::Failed {
-                    reason: format!("the training loss became {loss_value} at step {}", step + 1),
-                    step: step + 1,
-                };
-                break 'rounds;
-            }
-            step += 1;
-            train_time += t0.elapsed().as_secs_f64();
-            progress(Progress::Step {
-                step,
-                loss: loss_value,
-            });
-            if step.is_multiple_of(t.eval_every) || step == t.steps {
-                recorder.record(&model, step, &mixture, method.as_ref(), progress)?;
-            }
-        }
-        round += 1;
-        round_train_losses.push(
-            round_loss
-                .iter()
-                .map(|&(sum, n)| (n > 0).then(|| sum / n as f64))
-                .collect(),
-        );
+        s.at.round += 1;
         // A checkpoint at the end of a round once `steps_per_round` steps have passed since the
         // last one (every round, unless a method makes its rounds shorter).
-        if step < t.steps && step - last_checkpoint >= steps_per_round {
-            last_checkpoint = step;
-            write_checkpoint(
-                &paths,
-                &model,
-                &optim,
-                &Checkpoint {
-                    config: config.clone(),
-                    step,
-                    round,
-                    evaluations: recorder.evaluations.clone(),
-                    probes: recorder.probes.clone(),
-                    round_train_losses: round_train_losses.clone(),
-                    trained: trained.clone(),
-                    train_time,
-                    eval_time: recorder.eval_time,
-                    wall_time: wall_before + started.elapsed().as_secs_f64(),
-                    method_state: method.state(),
-                },
-            )?;
+        let at = &*s.at;
+        if at.step < setup.t.steps && at.step - at.last_checkpoint >= setup.steps_per_round {
+            write_round_checkpoint(setup, s, started)?;
+            let (round, step) = (s.at.round, s.at.step);
             if progress(Progress::RoundEnd { round, step }) == Flow::Stop {
-                status = RunStatus::Stopped { step };
-                break 'rounds;
+                return Ok(RunStatus::Stopped { step });
             }
         }
     }
-    if status == RunStatus::Finished {
-        save_module(&model, &paths.weights())?;
+    Ok(RunStatus::Finished)
+}
+
+/// One round's examples in batches: a step each, evaluations on schedule, and the round's
+/// per-skill mean training loss recorded for the next plan. `Some(failed)` when the loss
+/// diverged.
+fn train_round(
+    setup: &Setup,
+    s: &mut LoopState,
+    examples: &[Example],
+    mixture: &[f64],
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<Option<RunStatus>> {
+    let t = setup.t;
+    for e in examples {
+        s.at.trained[e.skill - 1] += 1;
     }
-    let manifest = Manifest {
-        run_id: run_id.clone(),
-        status,
-        config: config.clone(),
-        method: method.name().to_string(),
-        params: method.params(),
-        skillit_version: env!("CARGO_PKG_VERSION"),
-        git_revision: env!("SKILLIT_GIT_REVISION"),
-        burn_version: BURN_VERSION,
-        backend: selected.backend.clone(),
-        adapter: selected.adapter.clone(),
-        wall_time_s: wall_before + started.elapsed().as_secs_f64(),
-        train_time_s: train_time,
-        eval_time_s: recorder.eval_time,
-        ms_per_step: if step > 0 {
-            1000.0 * train_time / step as f64
-        } else {
-            0.0
+    // Each skill's summed training loss and count over the round.
+    let mut round_loss = vec![(0.0f64, 0usize); setup.k];
+    for batch in examples.chunks(t.batch_size) {
+        let t0 = Instant::now();
+        let batch: Vec<&Example> = batch.iter().collect();
+        let step = s.at.step;
+        let lr = learning_rate(t.lr, step, t.warmup, t.steps);
+        let reference_losses: Vec<f64> = match &s.learner.reference_model {
+            Some(m) => example_losses(m, &batch, t.loss, &setup.selected.device)
+                .into_data()
+                .iter::<f32>()
+                .map(f64::from)
+                .collect(),
+            None => Vec::new(),
+        };
+        let skills: Vec<usize> = batch.iter().map(|e| e.skill).collect();
+        let learner = &mut *s.learner;
+        let method = &mut *s.method;
+        let (next, losses) = train_step_weighted(
+            learner.take_model(),
+            &mut learner.optim,
+            &batch,
+            t,
+            lr,
+            &setup.device,
+            &mut |l| method.weigh_step(&skills, l, &reference_losses),
+        );
+        learner.model = Some(next);
+        let loss_value = losses.iter().sum::<f64>() / losses.len() as f64;
+        for (e, l) in batch.iter().zip(&losses) {
+            round_loss[e.skill - 1].0 += l;
+            round_loss[e.skill - 1].1 += 1;
+        }
+        if !loss_value.is_finite() {
+            return Ok(Some(RunStatus::Failed {
+                reason: format!("the training loss became {loss_value} at step {}", step + 1),
+                step: step + 1,
+            }));
+        }
+        s.at.step += 1;
+        s.at.train_time += t0.elapsed().as_secs_f64();
+        let step = s.at.step;
+        progress(Progress::Step {
+            step,
+            loss: loss_value,
+        });
+        if step.is_multiple_of(t.eval_every) || step == t.steps {
+            let model = s.learner.model();
+            s.recorder
+                .record(model, step, mixture, &*s.method, progress)?;
+        }
+    }
+    s.at.round_train_losses.push(
+        round_loss
+            .iter()
+            .map(|&(sum, n)| (n > 0).then(|| sum / n as f64))
+            .collect(),
+    );
+    Ok(None)
+}
+
+/// The checkpoint at a round's end: the model, the optimizer and where the run stands.
+fn write_round_checkpoint(setup: &Setup, s: &mut LoopState, started: Instant) -> Result<()> {
+    s.at.last_checkpoint = s.at.step;
+    let at = &*s.at;
+    write_checkpoint(
+        setup.paths,
+        s.learner.model(),
+        &s.learner.optim,
+        &Checkpoint {
+            config: setup.config.clone(),
+            step: at.step,
+            round: at.round,
+            evaluations: s.recorder.evaluations.clone(),
+            probes: s.recorder.probes.clone(),
+            round_train_losses: at.round_train_losses.clone(),
+            trained: at.trained.clone(),
+            train_time: at.train_time,
+            eval_time: s.recorder.eval_time,
+            wall_time: at.wall_before + started.elapsed().as_secs_f64(),
+            method_state: s.method.state(),
         },
-        steps_done: step,
-        examples_per_skill: trained,
-        num_params,
-        evaluations: recorder.history(),
-        method_state: method.state(),
-        pretrained,
-    };
-    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    write_atomic(&paths.manifest(), &json)?;
-    if manifest.status == RunStatus::Finished {
-        // Only now that the manifest says finished does the checkpoint go: a kill before this
-        // line resumes from the checkpoint, a kill after it leaves the finished run (a leftover
-        // checkpoint folder is removed by the sweep's tidy-up).
-        let _ = std::fs::remove_dir_all(paths.checkpoint_dir());
-    }
-    Ok(manifest)
+    )
 }
 
 /// Trains (or finds finished) the run a method learns from: `config` with the method `spec`, in
