@@ -37,82 +37,34 @@ pub struct SweepArgs {
     pub retry_failed: bool,
 }
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use skillit::sweep::{PlannedRun, SweepEvent};
+
 impl SweepArgs {
     pub fn run(self) -> skillit::Result<()> {
-        let SweepArgs {
-            file,
-            out,
-            device,
-            dry_run,
-            jobs,
-            shard,
-            force,
-            reuse,
-            retry_failed,
-        } = self;
-        let plan = skillit::sweep::plan(&file, &out)?;
-        skillit::sweep::check_reuse_dirs(&reuse)?;
-        let shard = shard
+        let plan = skillit::sweep::plan(&self.file, &self.out)?;
+        skillit::sweep::check_reuse_dirs(&self.reuse)?;
+        let shard = self
+            .shard
             .as_deref()
             .map(skillit::sweep::parse_shard)
             .transpose()?;
         let mine = skillit::sweep::shard_runs(&plan, shard);
-        let jobs =
-            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let jobs = self
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if jobs == 0 {
             return Err(skillit::Error::flag("--jobs", "must be at least 1"));
         }
-        if dry_run {
-            let mut text = format!(
-                "sweep {}: {} runs{}\n",
-                plan.name,
-                mine.len(),
-                shard
-                    .map(|(k, n)| format!(" (shard {k}/{n} of {})", plan.runs.len()))
-                    .unwrap_or_default()
-            );
-            text += &format!(
-                "{:<40} {:<12} {:>5} {:>8}  status\n",
-                "run_id", "method", "seed", "steps"
-            );
-            let mut pending: Vec<&skillit::sweep::PlannedRun> = Vec::new();
-            for r in &mine {
-                let done = skillit::sweep::is_done(&out, &r.run_id, retry_failed);
-                let reusable = (!done)
-                    .then(|| skillit::sweep::reusable(r, &reuse))
-                    .flatten();
-                let status = match &reusable {
-                    Some((from, _)) => format!("reuse {}", from.display()),
-                    None => skillit::sweep::run_status(&out, &r.run_id),
-                };
-                if !done && reusable.is_none() {
-                    pending.push(r);
-                }
-                text += &format!(
-                    "{:<40} {:<12} {:>5} {:>8}  {status}\n",
-                    r.run_id, r.method, r.seed, r.config.training.steps,
-                );
-            }
-            let selected = skillit::device::select(device)?;
-            if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
-                text += &format!(
-                    "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \
-                         (measured on {}, {} at once: {:.1} ms/step, {:.0} ms/evaluation; \
-                         curricula add their pool scoring)\n",
-                    pending.len(),
-                    e.seconds / 60.0,
-                    selected.backend,
-                    e.at_once,
-                    e.ms_per_step,
-                    e.ms_per_eval
-                );
-            }
-            emit(&text)?;
-            return Ok(());
+        if self.dry_run {
+            return self.print_plan(&plan, &mine, shard, jobs);
         }
-        skillit::sweep::claim(&out, &plan, force)?;
-        skillit::sweep::tidy(&out, &mine);
-        let reused = skillit::sweep::reuse(&out, &mine, &reuse)?;
+        skillit::sweep::claim(&self.out, &plan, self.force)?;
+        skillit::sweep::tidy(&self.out, &mine);
+        let reused = skillit::sweep::reuse(&self.out, &mine, &self.reuse)?;
         if !reused.is_empty() {
             eprintln!(
                 "reused {} finished runs of the same config: {}",
@@ -120,11 +72,95 @@ impl SweepArgs {
                 reused.join(", ")
             );
         }
-        let selected = skillit::device::select(device)?;
-        let todo: Vec<&skillit::sweep::PlannedRun> = mine
+        let selected = skillit::device::select(self.device)?;
+        let todo: Vec<&PlannedRun> = mine
             .into_iter()
-            .filter(|r| !skillit::sweep::is_done(&out, &r.run_id, retry_failed))
+            .filter(|r| !skillit::sweep::is_done(&self.out, &r.run_id, self.retry_failed))
             .collect();
+        let bars = SweepBars::new(&todo, jobs);
+        skillit::sweep::execute(&self.out, &todo, &selected, jobs, &|e| bars.on_event(e))?;
+        bars.finish();
+        let (n_runs, n_rows) = skillit::sweep::collect(&self.out, &plan)?;
+        eprintln!(
+            "{n_runs} runs, {n_rows} metrics rows in {}",
+            self.out.join("metrics.csv").display()
+        );
+        Ok(())
+    }
+
+    /// `--dry-run`: one row per run of this shard with its status, and the time the unfinished
+    /// ones will take, measured on the device.
+    fn print_plan(
+        &self,
+        plan: &skillit::sweep::Plan,
+        mine: &[&PlannedRun],
+        shard: Option<(usize, usize)>,
+        jobs: usize,
+    ) -> skillit::Result<()> {
+        let mut text = format!(
+            "sweep {}: {} runs{}\n",
+            plan.name,
+            mine.len(),
+            shard
+                .map(|(k, n)| format!(" (shard {k}/{n} of {})", plan.runs.len()))
+                .unwrap_or_default()
+        );
+        text += &format!(
+            "{:<40} {:<12} {:>5} {:>8}  status\n",
+            "run_id", "method", "seed", "steps"
+        );
+        let mut pending: Vec<&PlannedRun> = Vec::new();
+        for r in mine {
+            let done = skillit::sweep::is_done(&self.out, &r.run_id, self.retry_failed);
+            let reusable = (!done)
+                .then(|| skillit::sweep::reusable(r, &self.reuse))
+                .flatten();
+            let status = match &reusable {
+                Some((from, _)) => format!("reuse {}", from.display()),
+                None => skillit::sweep::run_status(&self.out, &r.run_id),
+            };
+            if !done && reusable.is_none() {
+                pending.push(r);
+            }
+            text += &format!(
+                "{:<40} {:<12} {:>5} {:>8}  {status}\n",
+                r.run_id, r.method, r.seed, r.config.training.steps,
+            );
+        }
+        let selected = skillit::device::select(self.device)?;
+        if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
+            text += &format!(
+                "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \
+                 (measured on {}, {} at once: {:.1} ms/step, {:.0} ms/evaluation; \
+                 curricula add their pool scoring)\n",
+                pending.len(),
+                e.seconds / 60.0,
+                selected.backend,
+                e.at_once,
+                e.ms_per_step,
+                e.ms_per_eval
+            );
+        }
+        emit(&text)
+    }
+}
+
+/// The sweep's progress: one bar for all the steps to train, a line per run in flight, and the
+/// runs left to another process on the same folder.
+struct SweepBars {
+    multi: indicatif::MultiProgress,
+    bar: indicatif::ProgressBar,
+    run_style: indicatif::ProgressStyle,
+    jobs: usize,
+    n_todo: usize,
+    runs_done: AtomicUsize,
+    /// Each active run's line and the last step it reported.
+    lines: Mutex<HashMap<String, (indicatif::ProgressBar, u64)>>,
+    elsewhere: Mutex<Vec<String>>,
+}
+
+impl SweepBars {
+    fn new(todo: &[&PlannedRun], jobs: usize) -> Self {
         let total: u64 = todo.iter().map(|r| r.config.training.steps).sum();
         let multi = indicatif::MultiProgress::new();
         let bar = multi.add(indicatif::ProgressBar::new(total));
@@ -135,69 +171,76 @@ impl SweepArgs {
             .expect("a valid template")
             .progress_chars("=> "),
         );
-        let runs_done = std::sync::atomic::AtomicUsize::new(0);
-        let n_todo = todo.len();
-        bar.set_message(format!("0/{n_todo} runs, {jobs} at a time"));
-        let run_style = indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
-            .expect("a valid template");
-        // The runs left to another process holding them.
-        let elsewhere = std::sync::Mutex::new(Vec::new());
-        // Each active run's line and the last step it reported.
-        let lines = std::sync::Mutex::new(std::collections::HashMap::new());
-        let on_event = |event: skillit::sweep::SweepEvent| {
-            use skillit::sweep::SweepEvent;
-            let Ok(mut lines) = lines.lock() else { return };
-            match event {
-                SweepEvent::Started { run } => {
-                    let line = multi.add(indicatif::ProgressBar::new(run.config.training.steps));
-                    line.set_style(run_style.clone());
-                    line.set_message(run.run_id.clone());
-                    lines.insert(run.run_id.clone(), (line, 0u64));
-                }
-                SweepEvent::Step { run, step } => {
-                    if let Some((line, last)) = lines.get_mut(&run.run_id) {
-                        bar.inc(step - *last);
-                        line.set_position(step);
-                        *last = step;
-                    }
-                }
-                SweepEvent::Done { run, manifest } => {
-                    if let Some((line, last)) = lines.remove(&run.run_id) {
-                        line.finish_and_clear();
-                        bar.inc(run.config.training.steps - last);
-                    }
-                    if let RunStatus::Failed { reason, .. } = &manifest.status {
-                        bar.println(format!("{}: failed: {reason}", run.run_id));
-                    }
-                    let done = runs_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    bar.set_message(format!("{done}/{n_todo} runs, {jobs} at a time"));
-                }
-                SweepEvent::Elsewhere { run } => {
-                    bar.inc(run.config.training.steps);
-                    elsewhere
-                        .lock()
-                        .map(|mut e| e.push(run.run_id.clone()))
-                        .ok();
+        bar.set_message(format!("0/{} runs, {jobs} at a time", todo.len()));
+        Self {
+            multi,
+            bar,
+            run_style: indicatif::ProgressStyle::with_template("  {msg} {pos}/{len}")
+                .expect("a valid template"),
+            jobs,
+            n_todo: todo.len(),
+            runs_done: AtomicUsize::new(0),
+            lines: Mutex::new(HashMap::new()),
+            elsewhere: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn on_event(&self, event: SweepEvent) {
+        let Ok(mut lines) = self.lines.lock() else {
+            return;
+        };
+        let bar = &self.bar;
+        match event {
+            SweepEvent::Started { run } => {
+                let line = self
+                    .multi
+                    .add(indicatif::ProgressBar::new(run.config.training.steps));
+                line.set_style(self.run_style.clone());
+                line.set_message(run.run_id.clone());
+                lines.insert(run.run_id.clone(), (line, 0u64));
+            }
+            SweepEvent::Step { run, step } => {
+                if let Some((line, last)) = lines.get_mut(&run.run_id) {
+                    bar.inc(step - *last);
+                    line.set_position(step);
+                    *last = step;
                 }
             }
-        };
-        skillit::sweep::execute(&out, &todo, &selected, jobs, &on_event)?;
-        bar.finish();
-        let elsewhere = elsewhere.into_inner().unwrap_or_default();
+            SweepEvent::Done { run, manifest } => {
+                if let Some((line, last)) = lines.remove(&run.run_id) {
+                    line.finish_and_clear();
+                    bar.inc(run.config.training.steps - last);
+                }
+                if let RunStatus::Failed { reason, .. } = &manifest.status {
+                    bar.println(format!("{}: failed: {reason}", run.run_id));
+                }
+                let done = self.runs_done.fetch_add(1, Ordering::SeqCst) + 1;
+                bar.set_message(format!(
+                    "{done}/{} runs, {} at a time",
+                    self.n_todo, self.jobs
+                ));
+            }
+            SweepEvent::Elsewhere { run } => {
+                bar.inc(run.config.training.steps);
+                if let Ok(mut e) = self.elsewhere.lock() {
+                    e.push(run.run_id.clone());
+                }
+            }
+        }
+    }
+
+    /// Ends the bars and says how many runs this process trained and which it left to another.
+    fn finish(self) {
+        self.bar.finish();
+        let elsewhere = self.elsewhere.into_inner().unwrap_or_default();
         eprintln!(
             "trained {} runs here; {} left to another process on this folder{}",
-            runs_done.load(std::sync::atomic::Ordering::SeqCst),
+            self.runs_done.load(Ordering::SeqCst),
             elsewhere.len(),
             match elsewhere.is_empty() {
                 true => String::new(),
                 false => format!(": {}", elsewhere.join(", ")),
             }
         );
-        let (n_runs, n_rows) = skillit::sweep::collect(&out, &plan)?;
-        eprintln!(
-            "{n_runs} runs, {n_rows} metrics rows in {}",
-            out.join("metrics.csv").display()
-        );
-        Ok(())
     }
 }
