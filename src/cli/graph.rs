@@ -11,194 +11,209 @@ pub enum GraphCommand {
     /// Writes FILE (the graph Skill-It reads: `graph = "FILE"`), FILE's stem + `.csv` (every
     /// seed's measurements), + `.svg` (a drawing), and the probe runs in stem + `_probes/`
     /// (resumable: a rerun skips finished probes).
-    Learn {
-        /// The task (default lego).
-        #[arg(long, value_enum)]
-        task: Option<TaskName>,
-        /// How to measure.
-        #[arg(long, value_enum)]
-        how: skillit::graph_learn::How,
-        /// Steps H of each probe.
-        #[arg(long, default_value_t = 500)]
-        steps: u64,
-        /// Seeds, as `0..3` (0, 1, 2) or a list `0,1,2`.
-        #[arg(long, default_value = "0..3")]
-        seeds: String,
-        /// The relative loss change an edge must exceed.
-        #[arg(long, default_value_t = 0.05)]
-        threshold: f64,
-        /// Steps of the stratified base run the probes start from (0: a fresh model, whose
-        /// probes all learn the answer format first).
-        #[arg(long, default_value_t = 1000)]
-        warm_start: u64,
-        /// Model and training settings: laptop (default) or paper.
-        #[arg(long, value_enum)]
-        preset: Option<Preset>,
-        /// A TOML run file for the model and training settings.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The backend, as for `train`.
-        #[arg(long, value_enum, default_value = "flex")]
-        device: DeviceKind,
-        /// Probe runs trained at the same time (default: the machine's cores).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// The graph file to write (TOML).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Learn(LearnArgs),
     /// Print a learned graph: the matrix, and with the measurements CSV beside it, each entry's
     /// mean ± sd over seeds and which edges are stable (above the threshold in every seed).
-    Show {
-        /// The graph file.
-        file: PathBuf,
-        /// The threshold to judge stability by.
-        #[arg(long, default_value_t = 0.05)]
-        threshold: f64,
-    },
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LearnArgs {
+    /// The task (default lego).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskName>,
+    /// How to measure.
+    #[arg(long, value_enum)]
+    pub how: skillit::graph_learn::How,
+    /// Steps H of each probe.
+    #[arg(long, default_value_t = 500)]
+    pub steps: u64,
+    /// Seeds, as `0..3` (0, 1, 2) or a list `0,1,2`.
+    #[arg(long, default_value = "0..3")]
+    pub seeds: String,
+    /// The relative loss change an edge must exceed.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// Steps of the stratified base run the probes start from (0: a fresh model, whose
+    /// probes all learn the answer format first).
+    #[arg(long, default_value_t = 1000)]
+    pub warm_start: u64,
+    /// Model and training settings: laptop (default) or paper.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// A TOML run file for the model and training settings.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The backend, as for `train`.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: DeviceKind,
+    /// Probe runs trained at the same time (default: the machine's cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// The graph file to write (TOML).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    /// The graph file.
+    pub file: PathBuf,
+    /// The threshold to judge stability by.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
 }
 
 impl GraphCommand {
     pub fn run(self) -> skillit::Result<()> {
         match self {
-            GraphCommand::Learn {
-                task,
-                how,
-                steps,
-                seeds,
-                threshold,
-                warm_start,
-                preset,
-                config,
-                device,
-                jobs,
-                out,
-            } => {
-                let (base, task_name) = base_config(task, preset, config.as_deref())?;
-                let request = skillit::graph_learn::LearnRequest {
-                    base,
-                    how,
-                    steps,
-                    seeds: parse_seeds(&seeds)?,
-                    threshold,
-                    warm_start,
-                };
-                request.validate()?;
-                let stem = out.with_extension("");
-                let probe_dir = PathBuf::from(format!("{}_probes", stem.display()));
-                let jobs = jobs
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-                if jobs == 0 {
-                    return Err(skillit::Error::flag("--jobs", "must be at least 1"));
-                }
-                skillit::results::prepare_output_dir(&probe_dir, "--out")?;
-                let selected = skillit::device::select(device)?;
-                let k = request.base.task.build()?.num_skills();
-                let runs_per_seed = k + if how == skillit::graph_learn::How::Brute {
-                    k * (k - 1) / 2
-                } else {
-                    0
-                };
-                eprintln!(
-                    "learning the {task_name} graph ({how:?}) on {}: per seed a {warm_start}-step base run and {runs_per_seed} probe runs of {steps} steps, {jobs} at a time",
-                    selected.backend
-                );
-                let started = std::time::Instant::now();
-                let bar = indicatif::ProgressBar::new(skillit::graph_learn::steps_to_train(
-                    &request, &probe_dir,
-                )?);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{elapsed_precise} [{bar:30}] {pos}/{len} probe steps (eta {eta})",
-                    )
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-                );
-                let last = std::sync::Mutex::new(std::collections::HashMap::new());
-                let on_event = |event: skillit::sweep::SweepEvent| {
-                    if let skillit::sweep::SweepEvent::Step { run, step } = event {
-                        if let Ok(mut last) = last.lock() {
-                            let before = last.insert(run.run_id.clone(), step).unwrap_or(0);
-                            bar.inc(step.saturating_sub(before));
-                        }
-                    }
-                };
-                let learned =
-                    skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, &on_event)?;
-                bar.finish_and_clear();
-                let description = format!(
-                    "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {})",
-                    request.base.task.build()?.describe(),
-                    preset.map_or("laptop", |p| p.as_str()),
-                    request.base.model.d_model
-                );
-                skillit::results::write_atomic(&out, learned.graph_toml(&description).as_bytes())?;
-                skillit::results::write_atomic(
-                    &PathBuf::from(format!("{}.csv", stem.display())),
-                    &learned.measurements_csv(),
-                )?;
-                skillit::results::write_atomic(
-                    &PathBuf::from(format!("{}.svg", stem.display())),
-                    learned.svg(&description)?.as_bytes(),
-                )?;
-                emit(&learned.table())?;
-                eprintln!(
-                    "wrote {} ({:.0} s)",
-                    out.display(),
-                    started.elapsed().as_secs_f64()
-                );
-                Ok(())
-            }
-            GraphCommand::Show { file, threshold } => {
-                let text = std::fs::read_to_string(&file).map_err(|e| skillit::Error::Invalid {
-                    origin: file.display().to_string(),
-                    field: "file".into(),
-                    message: format!("cannot be read: {e}"),
-                })?;
-                let graph: skillit::graph::SkillsGraph =
-                    toml::from_str(&text).map_err(|e| skillit::Error::Invalid {
-                        origin: file.display().to_string(),
-                        field: "graph".into(),
-                        message: e.message().trim().to_string(),
-                    })?;
-                let k = graph.train_skills.len().max(graph.eval_skills.len());
-                graph.validate(
-                    &file.display().to_string(),
-                    k.max(
-                        graph
-                            .train_skills
-                            .iter()
-                            .chain(&graph.eval_skills)
-                            .copied()
-                            .max()
-                            .unwrap_or(0),
-                    ),
-                )?;
-                let mut out = format!(
-                    "{}: train {:?} × eval {:?}\n",
-                    file.display(),
-                    graph.train_skills,
-                    graph.eval_skills
-                );
-                for (s, row) in graph.train_skills.iter().zip(&graph.matrix) {
-                    let cells: Vec<String> = row.iter().map(|v| format!("{v:5.2}")).collect();
-                    out += &format!("  s{s:<3} {}\n", cells.join(" "));
-                }
-                let csv = file.with_extension("csv");
-                if csv.exists() {
-                    let how = if text.contains("(Brute)") {
-                        skillit::graph_learn::How::Brute
-                    } else {
-                        skillit::graph_learn::How::Linear
-                    };
-                    let learned =
-                        skillit::graph_learn::Learned::read_measurements(&csv, how, threshold)?;
-                    out += &learned.table();
-                } else {
-                    out += "no measurements beside it (a published or hand-written graph)\n";
-                }
-                emit(&out)
-            }
+            GraphCommand::Learn(args) => args.run(),
+            GraphCommand::Show(args) => args.run(),
         }
+    }
+}
+
+impl LearnArgs {
+    pub fn run(self) -> skillit::Result<()> {
+        let LearnArgs {
+            task,
+            how,
+            steps,
+            seeds,
+            threshold,
+            warm_start,
+            preset,
+            config,
+            device,
+            jobs,
+            out,
+        } = self;
+        let (base, task_name) = base_config(task, preset, config.as_deref())?;
+        let request = skillit::graph_learn::LearnRequest {
+            base,
+            how,
+            steps,
+            seeds: parse_seeds(&seeds)?,
+            threshold,
+            warm_start,
+        };
+        request.validate()?;
+        let stem = out.with_extension("");
+        let probe_dir = PathBuf::from(format!("{}_probes", stem.display()));
+        let jobs =
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if jobs == 0 {
+            return Err(skillit::Error::flag("--jobs", "must be at least 1"));
+        }
+        skillit::results::prepare_output_dir(&probe_dir, "--out")?;
+        let selected = skillit::device::select(device)?;
+        let k = request.base.task.build()?.num_skills();
+        let runs_per_seed = k + if how == skillit::graph_learn::How::Brute {
+            k * (k - 1) / 2
+        } else {
+            0
+        };
+        eprintln!(
+            "learning the {task_name} graph ({how:?}) on {}: per seed a {warm_start}-step base run and {runs_per_seed} probe runs of {steps} steps, {jobs} at a time",
+            selected.backend
+        );
+        let started = std::time::Instant::now();
+        let bar = indicatif::ProgressBar::new(skillit::graph_learn::steps_to_train(
+            &request, &probe_dir,
+        )?);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} probe steps (eta {eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        let last = std::sync::Mutex::new(std::collections::HashMap::new());
+        let on_event = |event: skillit::sweep::SweepEvent| {
+            if let skillit::sweep::SweepEvent::Step { run, step } = event {
+                if let Ok(mut last) = last.lock() {
+                    let before = last.insert(run.run_id.clone(), step).unwrap_or(0);
+                    bar.inc(step.saturating_sub(before));
+                }
+            }
+        };
+        let learned =
+            skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, &on_event)?;
+        bar.finish_and_clear();
+        let description = format!(
+            "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {})",
+            request.base.task.build()?.describe(),
+            preset.map_or("laptop", |p| p.as_str()),
+            request.base.model.d_model
+        );
+        skillit::results::write_atomic(&out, learned.graph_toml(&description).as_bytes())?;
+        skillit::results::write_atomic(
+            &PathBuf::from(format!("{}.csv", stem.display())),
+            &learned.measurements_csv(),
+        )?;
+        skillit::results::write_atomic(
+            &PathBuf::from(format!("{}.svg", stem.display())),
+            learned.svg(&description)?.as_bytes(),
+        )?;
+        emit(&learned.table())?;
+        eprintln!(
+            "wrote {} ({:.0} s)",
+            out.display(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+impl ShowArgs {
+    pub fn run(self) -> skillit::Result<()> {
+        let ShowArgs { file, threshold } = self;
+        let text = std::fs::read_to_string(&file).map_err(|e| skillit::Error::Invalid {
+            origin: file.display().to_string(),
+            field: "file".into(),
+            message: format!("cannot be read: {e}"),
+        })?;
+        let graph: skillit::graph::SkillsGraph =
+            toml::from_str(&text).map_err(|e| skillit::Error::Invalid {
+                origin: file.display().to_string(),
+                field: "graph".into(),
+                message: e.message().trim().to_string(),
+            })?;
+        let k = graph.train_skills.len().max(graph.eval_skills.len());
+        graph.validate(
+            &file.display().to_string(),
+            k.max(
+                graph
+                    .train_skills
+                    .iter()
+                    .chain(&graph.eval_skills)
+                    .copied()
+                    .max()
+                    .unwrap_or(0),
+            ),
+        )?;
+        let mut out = format!(
+            "{}: train {:?} × eval {:?}\n",
+            file.display(),
+            graph.train_skills,
+            graph.eval_skills
+        );
+        for (s, row) in graph.train_skills.iter().zip(&graph.matrix) {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:5.2}")).collect();
+            out += &format!("  s{s:<3} {}\n", cells.join(" "));
+        }
+        let csv = file.with_extension("csv");
+        if csv.exists() {
+            let how = if text.contains("(Brute)") {
+                skillit::graph_learn::How::Brute
+            } else {
+                skillit::graph_learn::How::Linear
+            };
+            let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, threshold)?;
+            out += &learned.table();
+        } else {
+            out += "no measurements beside it (a published or hand-written graph)\n";
+        }
+        emit(&out)
     }
 }
