@@ -200,72 +200,109 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
         .unwrap_or(Preset::Laptop)
         .config(file.task.name());
     let start = crate::config::start_model(file.init.as_deref(), &base_preset.model)?;
-    let model = crate::config::merge(&start, file.model.clone(), &origin, "model")?;
-    let training = crate::config::merge(
-        &base_preset.training,
-        file.training.clone(),
-        &origin,
-        "training",
-    )?;
+    let shared = Shared {
+        file: &file,
+        origin: &origin,
+        bad: &bad,
+        model: crate::config::merge(&start, file.model.clone(), &origin, "model")?,
+        training: crate::config::merge(
+            &base_preset.training,
+            file.training.clone(),
+            &origin,
+            "training",
+        )?,
+    };
+    let mut runs = plan_bases(&shared)?;
+    let bases: BTreeMap<u64, PathBuf> = runs
+        .iter()
+        .map(|r| (r.seed, run_dir(out, &r.run_id).join("model.bpk")))
+        .collect();
+    runs.extend(plan_methods(&shared, &bases)?);
+    check_baseline(&shared, &runs)?;
+    Ok(Plan {
+        name: file.name,
+        runs,
+        source,
+    })
+}
 
-    let mut runs = Vec::new();
-    let mut bases: BTreeMap<u64, PathBuf> = BTreeMap::new();
-    if let Some(entry) = &file.base {
-        let mut entry = entry.clone();
-        let base_training = match entry.remove("training") {
-            Some(toml::Value::Table(t)) => Some(t),
-            Some(_) => return Err(bad("base.training", "must be a table".into())),
-            None => None,
-        };
-        let (spec, grid) = method_entry(&entry, "base", &bad)?;
-        if !grid.is_empty() {
-            return Err(bad("base.grid", "a base is one method: no grid".into()));
-        }
-        let training = crate::config::merge(&training, base_training, &origin, "base.training")?;
-        for &seed in &file.seeds {
-            let config = RunConfig {
-                setting: "pretrain".into(),
-                task: file.task.clone(),
-                model: model.clone(),
-                training: training.clone(),
-                method: spec.clone(),
-                seed,
-                target: None,
-                train_skills: None,
-                eval_skills: None,
-                init: file.init.clone(),
-            };
-            config.validate(&origin).map_err(|e| match e {
-                Error::Invalid {
-                    origin,
-                    field,
-                    message,
-                } => Error::Invalid {
-                    origin,
-                    field: format!("base.{field}"),
-                    message,
-                },
-                other => other,
-            })?;
-            let task = config.task.build()?;
-            let method = spec.build(task.as_ref(), "pretrain", None)?;
-            let params = method.params();
-            let run_id = run_id("base-", method.name(), &params, seed);
-            bases.insert(seed, run_dir(out, &run_id).join("model.bpk"));
-            runs.push(PlannedRun {
-                run_id,
-                method: method.name().to_string(),
-                params,
-                seed,
-                is_base: true,
-                config,
-            });
-        }
+/// What every run of a sweep file shares: the file, the model and the training settings.
+struct Shared<'a> {
+    file: &'a SweepFile,
+    origin: &'a str,
+    bad: &'a dyn Fn(&str, String) -> Error,
+    model: crate::model::ModelConfig,
+    training: crate::config::TrainingConfig,
+}
+
+/// The `[base]` runs, one per seed, that the method runs of the same seed start from.
+fn plan_bases(shared: &Shared) -> Result<Vec<PlannedRun>> {
+    let (file, bad) = (shared.file, shared.bad);
+    let Some(entry) = &file.base else {
+        return Ok(Vec::new());
+    };
+    let mut entry = entry.clone();
+    let base_training = match entry.remove("training") {
+        Some(toml::Value::Table(t)) => Some(t),
+        Some(_) => return Err(bad("base.training", "must be a table".into())),
+        None => None,
+    };
+    let (spec, grid) = method_entry(&entry, "base", bad)?;
+    if !grid.is_empty() {
+        return Err(bad("base.grid", "a base is one method: no grid".into()));
     }
+    let origin = shared.origin;
+    let training = crate::config::merge(&shared.training, base_training, origin, "base.training")?;
+    let mut runs = Vec::new();
+    for &seed in &file.seeds {
+        let config = RunConfig {
+            setting: "pretrain".into(),
+            task: file.task.clone(),
+            model: shared.model.clone(),
+            training: training.clone(),
+            method: spec.clone(),
+            seed,
+            target: None,
+            train_skills: None,
+            eval_skills: None,
+            init: file.init.clone(),
+        };
+        config.validate(origin).map_err(|e| match e {
+            Error::Invalid {
+                origin,
+                field,
+                message,
+            } => Error::Invalid {
+                origin,
+                field: format!("base.{field}"),
+                message,
+            },
+            other => other,
+        })?;
+        let task = config.task.build()?;
+        let method = spec.build(task.as_ref(), "pretrain", None)?;
+        let params = method.params();
+        runs.push(PlannedRun {
+            run_id: run_id("base-", method.name(), &params, seed),
+            method: method.name().to_string(),
+            params,
+            seed,
+            is_base: true,
+            config,
+        });
+    }
+    Ok(runs)
+}
+
+/// The method runs: each `[[methods]]` entry at each point of its grid, for each seed (from the
+/// seed's base where the file has one).
+fn plan_methods(shared: &Shared, bases: &BTreeMap<u64, PathBuf>) -> Result<Vec<PlannedRun>> {
+    let (file, bad) = (shared.file, shared.bad);
+    let mut runs = Vec::new();
     let mut seen = BTreeMap::new();
     for (i, entry) in file.methods.iter().enumerate() {
         let field = format!("methods[{}]", i + 1);
-        let (spec, grid) = method_entry(entry, &field, &bad)?;
+        let (spec, grid) = method_entry(entry, &field, bad)?;
         if let Some((key, _)) = grid
             .iter()
             .find(|(_, v)| matches!(v, toml::Value::Array(a) if a.is_empty()))
@@ -285,8 +322,8 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                 let config = RunConfig {
                     setting: file.setting.clone().unwrap_or_else(|| "pretrain".into()),
                     task: file.task.clone(),
-                    model: model.clone(),
-                    training: training.clone(),
+                    model: shared.model.clone(),
+                    training: shared.training.clone(),
                     method: spec.clone(),
                     seed,
                     target: file.target,
@@ -294,7 +331,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
                     eval_skills: None,
                     init: bases.get(&seed).cloned().or_else(|| file.init.clone()),
                 };
-                config.validate(&origin)?;
+                config.validate(shared.origin)?;
                 let task = config.task.build()?;
                 let method = spec.build(task.as_ref(), &config.setting, config.target)?;
                 let params = method.params();
@@ -316,29 +353,31 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
             }
         }
     }
-    if let Some(name) = &file.baseline {
-        let labels: Vec<String> = runs
-            .iter()
-            .filter(|r| !r.is_base)
-            .map(|r| crate::results::method_label(&r.method, &r.params))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if crate::stats::resolve_baseline(Some(name), labels.iter()).is_none() {
-            return Err(bad(
-                "baseline",
-                format!(
-                    "{name:?} names no one method of the sweep: one of {}",
-                    labels.join(", ")
-                ),
-            ));
-        }
+    Ok(runs)
+}
+
+/// The sweep file's `baseline` must name exactly one method of the plan.
+fn check_baseline(shared: &Shared, runs: &[PlannedRun]) -> Result<()> {
+    let Some(name) = &shared.file.baseline else {
+        return Ok(());
+    };
+    let labels: Vec<String> = runs
+        .iter()
+        .filter(|r| !r.is_base)
+        .map(|r| crate::results::method_label(&r.method, &r.params))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match crate::stats::resolve_baseline(Some(name), labels.iter()) {
+        Some(_) => Ok(()),
+        None => Err((shared.bad)(
+            "baseline",
+            format!(
+                "{name:?} names no one method of the sweep: one of {}",
+                labels.join(", ")
+            ),
+        )),
     }
-    Ok(Plan {
-        name: file.name,
-        runs,
-        source,
-    })
 }
 
 /// The `baseline` of the sweep file a results folder keeps (`DIR/sweep.toml`), if it has one and
