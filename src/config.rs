@@ -293,6 +293,61 @@ pub fn start_model(init: Option<&Path>, preset: &ModelConfig) -> Result<ModelCon
     Ok(base.map_or_else(|| preset.clone(), |base| base.manifest.model))
 }
 
+/// A bad-input error naming the file (`origin`), the field and what is wrong.
+fn invalid<T>(origin: &str, field: &str, message: String) -> Result<T> {
+    Err(Error::Invalid {
+        origin: origin.to_string(),
+        field: field.to_string(),
+        message,
+    })
+}
+
+impl TrainingConfig {
+    /// The learning rate, step counts and optimizer numbers: each a one-line error naming its
+    /// field.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |field: &str, message: String| invalid(origin, field, message);
+        let t = self;
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad(
+                "training.lr",
+                format!("{} must be a positive finite number", t.lr),
+            );
+        }
+        if t.steps == 0 {
+            return bad("training.steps", "must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return bad("training.batch_size", "must be at least 1".into());
+        }
+        if t.eval_every == 0 {
+            return bad("training.eval_every", "must be at least 1".into());
+        }
+        if t.val_per_skill == 0 {
+            return bad("training.val_per_skill", "must be at least 1".into());
+        }
+        for (field, v) in [
+            ("training.weight_decay", t.weight_decay),
+            ("training.eps", t.eps),
+            ("training.grad_clip", t.grad_clip),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(field, format!("{v} must be a finite number ≥ 0"));
+            }
+        }
+        if t.warmup >= t.steps {
+            return bad(
+                "training.warmup",
+                format!(
+                    "{} warm-up steps leave none of the {} steps to decay",
+                    t.warmup, t.steps
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl RunConfig {
     /// Starts the run from `path` (a base folder or a run's model.bpk); a base folder also gives
     /// the run its model.
@@ -352,13 +407,7 @@ impl RunConfig {
 
     /// Checks every field; `origin` is the file (or `command line`) named in the message.
     pub fn validate(&self, origin: &str) -> Result<()> {
-        let bad = |field: &str, message: String| {
-            Err(Error::Invalid {
-                origin: origin.to_string(),
-                field: field.to_string(),
-                message,
-            })
-        };
+        let bad = |field: &str, message: String| invalid(origin, field, message);
         let task = self.task.build().map_err(|e| Error::Invalid {
             origin: origin.to_string(),
             field: "task".into(),
@@ -387,43 +436,20 @@ impl RunConfig {
                 ),
             );
         }
-        let t = &self.training;
-        if !(t.lr.is_finite() && t.lr > 0.0) {
-            return bad(
-                "training.lr",
-                format!("{} must be a positive finite number", t.lr),
-            );
-        }
-        if t.steps == 0 {
-            return bad("training.steps", "must be at least 1".into());
-        }
-        if t.batch_size == 0 {
-            return bad("training.batch_size", "must be at least 1".into());
-        }
-        if t.eval_every == 0 {
-            return bad("training.eval_every", "must be at least 1".into());
-        }
-        if t.val_per_skill == 0 {
-            return bad("training.val_per_skill", "must be at least 1".into());
-        }
-        for (field, v) in [
-            ("training.weight_decay", t.weight_decay),
-            ("training.eps", t.eps),
-            ("training.grad_clip", t.grad_clip),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(field, format!("{v} must be a finite number ≥ 0"));
-            }
-        }
-        if t.warmup >= t.steps {
-            return bad(
-                "training.warmup",
-                format!(
-                    "{} warm-up steps leave none of the {} steps to decay",
-                    t.warmup, t.steps
-                ),
-            );
-        }
+        self.training.validate(origin)?;
+        let train = self.validate_skills(task.as_ref(), origin)?;
+        self.method.validate(task.num_skills(), origin)?;
+        self.validate_graph(task.as_ref(), &train, origin)
+    }
+
+    /// The setting, the target and the train and eval skills against the task's k; returns the
+    /// skills the run trains on.
+    fn validate_skills(
+        &self,
+        task: &dyn skillit_synthetic::Task,
+        origin: &str,
+    ) -> Result<Vec<usize>> {
+        let bad = |field: &str, message: String| invalid(origin, field, message);
         if !SETTINGS.contains(&self.setting.as_str()) {
             return bad(
                 "setting",
@@ -441,7 +467,7 @@ impl RunConfig {
                 "fine-tuning needs a target skill (target = N)".into(),
             );
         }
-        let train = self.train_skills(task.as_ref());
+        let train = self.train_skills(task);
         if train.is_empty() || train.iter().any(|&s| s == 0 || s > k) {
             return bad(
                 "train_skills",
@@ -465,12 +491,23 @@ impl RunConfig {
                 );
             }
         }
-        self.method.validate(task.num_skills(), origin)?;
+        Ok(train)
+    }
+
+    /// Skill-It's graph (and static's) must have the run's train skills as rows and its eval
+    /// skills as columns.
+    fn validate_graph(
+        &self,
+        task: &dyn skillit_synthetic::Task,
+        train: &[usize],
+        origin: &str,
+    ) -> Result<()> {
+        let bad = |field: &str, message: String| invalid(origin, field, message);
         if matches!(
             self.method,
             MethodSpec::SkillIt { .. } | MethodSpec::Static { .. }
         ) {
-            let graph = self.method.graph(task.as_ref(), &self.setting, origin)?;
+            let graph = self.method.graph(task, &self.setting, origin)?;
             if graph.train_skills != train {
                 return bad(
                     "method.graph",
