@@ -410,142 +410,63 @@ impl MethodSpec {
 
     /// Checks the parameters against the number of training skills.
     pub fn validate(&self, num_skills: usize, origin: &str) -> Result<()> {
-        if let MethodSpec::SkillIt { config, .. }
-        | MethodSpec::NoGraph { config }
-        | MethodSpec::Static { config, .. } = self
-        {
-            if !(config.eta.is_finite() && config.eta >= 0.0) {
-                return Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: "method.eta".into(),
-                    message: format!("{} must be a finite number ≥ 0", config.eta),
-                });
-            }
-            if config.window == 0 {
-                return Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: "method.window".into(),
-                    message: "must be at least 1".into(),
-                });
-            }
-        }
-        let bad = |message: String| Error::Invalid {
-            origin: origin.into(),
-            field: "method.weights".into(),
-            message,
-        };
-        if let MethodSpec::SkillCurriculum { config } | MethodSpec::SkillAnticurriculum { config } =
-            self
-        {
-            if !(config.frac.is_finite() && config.frac >= 0.0) {
-                return Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: "method.frac".into(),
-                    message: format!("{} must be a finite number ≥ 0", config.frac),
-                });
-            }
-        }
-        let positive = |field: &str, value: f64, strict: bool| {
-            let ok = value.is_finite() && if strict { value > 0.0 } else { value >= 0.0 };
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: format!("method.{field}"),
-                    message: format!(
-                        "{value} must be a finite number {}",
-                        if strict { "> 0" } else { "≥ 0" }
-                    ),
-                })
-            }
-        };
-        let at_least_one = |field: &str, value: u64| {
-            if value == 0 {
-                Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: format!("method.{field}"),
-                    message: "must be at least 1".into(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        let fraction = |field: &str, value: f64, low: f64| {
-            if value.is_finite() && value > low && value <= 1.0 {
-                Ok(())
-            } else {
-                Err(Error::Invalid {
-                    origin: origin.into(),
-                    field: format!("method.{field}"),
-                    message: format!("{value} must be in ({low}, 1]"),
-                })
-            }
-        };
+        let check = Check { origin };
         match self {
+            MethodSpec::SkillIt { config, .. }
+            | MethodSpec::NoGraph { config }
+            | MethodSpec::Static { config, .. } => {
+                check.at_least(0.0, "eta", config.eta)?;
+                check.at_least_one("window", config.window as u64)
+            }
+            MethodSpec::SkillCurriculum { config } | MethodSpec::SkillAnticurriculum { config } => {
+                check.at_least(0.0, "frac", config.frac)
+            }
             MethodSpec::Curriculum { config }
             | MethodSpec::Anticurriculum { config }
             | MethodSpec::ClassCurriculum { config }
-            | MethodSpec::PacedRandom { config } => fraction("ramp", config.ramp, 0.0)?,
+            | MethodSpec::PacedRandom { config } => {
+                check.fraction("ramp", config.ramp, 0.0)?;
+                if let Some(steps) = config.update_steps {
+                    check.at_least_one("update_steps", steps)?;
+                }
+                match config.pool.is_empty() {
+                    true => Ok(()),
+                    false => check.weights("pool", &config.pool, num_skills),
+                }
+            }
             MethodSpec::Aioli { config } => {
-                positive("eta", config.eta, false)?;
-                at_least_one("lp_rounds", config.lp_rounds as u64)?;
-                at_least_one("lp_steps", config.lp_steps)?;
-                at_least_one("update_steps", config.update_steps)?;
+                check.at_least(0.0, "eta", config.eta)?;
+                check.at_least_one("lp_rounds", config.lp_rounds as u64)?;
+                check.at_least_one("lp_steps", config.lp_steps)?;
+                check.at_least_one("update_steps", config.update_steps)?;
                 // Unmixing needs the probe mixtures independent: f ≠ 1/m, so f > 1/m.
-                fraction(
-                    "one_hot_factor",
-                    config.one_hot_factor,
-                    1.0 / num_skills as f64,
-                )?;
-                if let Some(ema) = config
-                    .ema
-                    .filter(|e| !(e.is_finite() && (0.0..1.0).contains(e)))
-                {
-                    return Err(Error::Invalid {
-                        origin: origin.into(),
-                        field: "method.ema".into(),
-                        message: format!("{ema} must be in [0, 1) or \"none\""),
-                    });
+                let low = 1.0 / num_skills as f64;
+                check.fraction("one_hot_factor", config.one_hot_factor, low)?;
+                match config.ema {
+                    Some(e) if !(e.is_finite() && (0.0..1.0).contains(&e)) => {
+                        check.fail("ema", format!("{e} must be in [0, 1) or \"none\""))
+                    }
+                    _ => Ok(()),
                 }
             }
             MethodSpec::Doremi { config } => {
-                positive("eta", config.eta, false)?;
-                if !(config.smoothing.is_finite() && (0.0..=1.0).contains(&config.smoothing)) {
-                    return Err(Error::Invalid {
-                        origin: origin.into(),
-                        field: "method.smoothing".into(),
-                        message: format!("{} must be in [0, 1]", config.smoothing),
-                    });
+                check.at_least(0.0, "eta", config.eta)?;
+                let c = config.smoothing;
+                match c.is_finite() && (0.0..=1.0).contains(&c) {
+                    true => Ok(()),
+                    false => check.fail("smoothing", format!("{c} must be in [0, 1]")),
                 }
             }
             MethodSpec::Odm { config } => {
-                if !(config.alpha.is_finite() && (0.0..1.0).contains(&config.alpha)) {
-                    return Err(Error::Invalid {
-                        origin: origin.into(),
-                        field: "method.alpha".into(),
-                        message: format!("{} must be in [0, 1)", config.alpha),
-                    });
+                let a = config.alpha;
+                if !(a.is_finite() && (0.0..1.0).contains(&a)) {
+                    return check.fail("alpha", format!("{a} must be in [0, 1)"));
                 }
-                at_least_one("update_every", config.update_every)?;
+                check.at_least_one("update_every", config.update_every)
             }
-            _ => {}
+            MethodSpec::Fixed { weights } => check.weights("weights", weights, num_skills),
+            MethodSpec::Stratified | MethodSpec::TargetOnly => Ok(()),
         }
-        if let MethodSpec::Fixed { weights } = self {
-            if weights.len() != num_skills {
-                return Err(bad(format!(
-                    "{} weights for {num_skills} skills",
-                    weights.len()
-                )));
-            }
-            if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
-                return Err(bad("weights must be finite and non-negative".into()));
-            }
-            if weights.iter().sum::<f64>() <= 0.0 {
-                return Err(bad("weights must not all be zero".into()));
-            }
-        }
-        Ok(())
     }
 
     /// Builds the method for `task` in `setting`; `target` is the fine-tuning target skill.
@@ -627,6 +548,59 @@ impl MethodSpec {
                 .with_graph_label(graph.as_ref().map(GraphSource::label)),
             ),
         })
+    }
+}
+
+/// One-line errors about a method's fields (`method.FIELD`) in the file `origin`.
+struct Check<'a> {
+    origin: &'a str,
+}
+
+impl Check<'_> {
+    fn fail(&self, field: &str, message: String) -> Result<()> {
+        Err(Error::Invalid {
+            origin: self.origin.into(),
+            field: format!("method.{field}"),
+            message,
+        })
+    }
+
+    /// A finite number ≥ `low`.
+    fn at_least(&self, low: f64, field: &str, value: f64) -> Result<()> {
+        match value.is_finite() && value >= low {
+            true => Ok(()),
+            false => self.fail(field, format!("{value} must be a finite number ≥ {low}")),
+        }
+    }
+
+    fn at_least_one(&self, field: &str, value: u64) -> Result<()> {
+        match value {
+            0 => self.fail(field, "must be at least 1".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// A number in (low, 1].
+    fn fraction(&self, field: &str, value: f64, low: f64) -> Result<()> {
+        match value.is_finite() && value > low && value <= 1.0 {
+            true => Ok(()),
+            false => self.fail(field, format!("{value} must be in ({low}, 1]")),
+        }
+    }
+
+    /// One finite, non-negative weight per skill, not all zero.
+    fn weights(&self, field: &str, weights: &[f64], num_skills: usize) -> Result<()> {
+        if weights.len() != num_skills {
+            let n = weights.len();
+            return self.fail(field, format!("{n} weights for {num_skills} skills"));
+        }
+        if weights.iter().any(|w| !w.is_finite() || *w < 0.0) {
+            return self.fail(field, "weights must be finite and non-negative".into());
+        }
+        match weights.iter().sum::<f64>() > 0.0 {
+            true => Ok(()),
+            false => self.fail(field, "weights must not all be zero".into()),
+        }
     }
 }
 
