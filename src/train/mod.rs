@@ -167,17 +167,6 @@ pub fn train(
         eval_time: 0.0,
     };
     let mut at = Position::start(setup.k);
-    if let Some(ck) = read_checkpoint(&paths, config)? {
-        let mut loop_state = LoopState {
-            learner: &mut learner,
-            method: method.as_mut(),
-            stream: &mut stream,
-            pool: &pool,
-            recorder: &mut recorder,
-            at: &mut at,
-        };
-        resume(&setup, ck, &mut loop_state)?;
-    }
     let mut loop_state = LoopState {
         learner: &mut learner,
         method: method.as_mut(),
@@ -186,6 +175,9 @@ pub fn train(
         recorder: &mut recorder,
         at: &mut at,
     };
+    if let Some(ck) = read_checkpoint(&paths, config)? {
+        resume(&setup, ck, &mut loop_state)?;
+    }
     let status = train_rounds(&setup, &mut loop_state, &codec, started, progress)?;
     if status == RunStatus::Finished {
         save_module(learner.model(), &paths.weights())?;
