@@ -339,25 +339,7 @@ pub fn run_curve(rows: &[&MetricsRow], metric: Metric, skill: Option<usize>) -> 
 /// where nothing can be computed: a named baseline that no group has, a skill no run has, a step
 /// no run has.
 pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comparison>> {
-    if let Some(s) = options.skill {
-        if !rows.iter().any(|r| r.skill == s) {
-            let k = rows.iter().map(|r| r.skill).max().unwrap_or(0);
-            return Err(Error::flag(
-                "--skill",
-                format!("skill {s} is not in the results (skills 1..={k})"),
-            ));
-        }
-    }
-    if let Some(step) = options.step {
-        if !rows.iter().any(|r| r.step == step) {
-            let steps: BTreeSet<u64> = rows.iter().map(|r| r.step).collect();
-            let last = steps.iter().next_back().copied().unwrap_or(0);
-            return Err(Error::flag(
-                "--step",
-                format!("no run was evaluated at step {step} (evaluations at {} steps, the last {last})", steps.len()),
-            ));
-        }
-    }
+    check_options(rows, options)?;
     // (task, setting) -> method label -> [(seed, run curve)]
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<SeedRun>>> = BTreeMap::new();
     for (run_id, run_rows) in group_runs(rows) {
@@ -377,58 +359,7 @@ pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comp
         let mut missing_step = Vec::new();
         let mut summaries = Vec::new();
         for (label, runs) in &methods {
-            let mut values = BTreeMap::new();
-            let mut aucs = Vec::new();
-            let mut steps = Vec::new();
-            for (seed, run_id, run_rows) in runs {
-                let curve = run_curve(run_rows, options.metric, options.skill);
-                let at = match options.step {
-                    Some(s) => curve.iter().find(|(step, _)| *step == s).map(|p| p.1),
-                    None => curve.last().map(|p| p.1),
-                };
-                match at {
-                    Some(v) => {
-                        values.insert(*seed, v);
-                    }
-                    None => missing_step.push(run_id.clone()),
-                }
-                aucs.push(auc(&curve));
-                if let Some(t) = options.threshold {
-                    if let Some(s) = steps_to_threshold(&curve, t, options.metric) {
-                        steps.push(s as f64);
-                    }
-                }
-            }
-            let xs: Vec<f64> = values.values().copied().collect();
-            let (ci_low, ci_high) = t_interval(&xs, 0.95);
-            let (iqm_low, iqm_high) = iqm_interval(&xs, 0.95, BOOTSTRAP_REPS, BOOTSTRAP_SEED);
-            let (auc_low, auc_high) = t_interval(&aucs, 0.95);
-            let (steps_low, steps_high) = t_interval(&steps, 0.95);
-            let with_threshold = |v: f64| options.threshold.map(|_| v).filter(|v| !v.is_nan());
-            summaries.push(MethodSummary {
-                method: label.clone(),
-                n: xs.len(),
-                mean: mean(&xs),
-                sd: sd(&xs),
-                ci_low,
-                ci_high,
-                welch_t: None,
-                welch_p: None,
-                paired_p: None,
-                holm_p: None,
-                p_improve: None,
-                iqm: if xs.is_empty() { f64::NAN } else { iqm(&xs) },
-                iqm_low,
-                iqm_high,
-                auc: mean(&aucs),
-                auc_low,
-                auc_high,
-                reached: options.threshold.map(|_| steps.len()),
-                steps_mean: with_threshold(mean(&steps)),
-                steps_low: with_threshold(steps_low),
-                steps_high: with_threshold(steps_high),
-                values,
-            });
+            summaries.push(summarize(label, runs, options, &mut missing_step));
         }
         if let Some(base) = &baseline {
             test_against(&mut summaries, base, options.metric);
@@ -459,6 +390,92 @@ pub fn compare(rows: &[MetricsRow], options: &CompareOptions) -> Result<Vec<Comp
         ));
     }
     Ok(comparisons)
+}
+
+/// One method's summary over its seeds' runs (their values at the step compared, the curves'
+/// areas, the steps to the threshold); the runs with no evaluation at that step go to `missing`.
+fn summarize(
+    label: &str,
+    runs: &[SeedRun],
+    options: &CompareOptions,
+    missing: &mut Vec<String>,
+) -> MethodSummary {
+    let mut values = BTreeMap::new();
+    let mut aucs = Vec::new();
+    let mut steps = Vec::new();
+    for (seed, run_id, run_rows) in runs {
+        let curve = run_curve(run_rows, options.metric, options.skill);
+        let at = match options.step {
+            Some(s) => curve.iter().find(|(step, _)| *step == s).map(|p| p.1),
+            None => curve.last().map(|p| p.1),
+        };
+        match at {
+            Some(v) => {
+                values.insert(*seed, v);
+            }
+            None => missing.push(run_id.clone()),
+        }
+        aucs.push(auc(&curve));
+        if let Some(t) = options.threshold {
+            if let Some(s) = steps_to_threshold(&curve, t, options.metric) {
+                steps.push(s as f64);
+            }
+        }
+    }
+    let xs: Vec<f64> = values.values().copied().collect();
+    let (ci_low, ci_high) = t_interval(&xs, 0.95);
+    let (iqm_low, iqm_high) = iqm_interval(&xs, 0.95, BOOTSTRAP_REPS, BOOTSTRAP_SEED);
+    let (auc_low, auc_high) = t_interval(&aucs, 0.95);
+    let (steps_low, steps_high) = t_interval(&steps, 0.95);
+    let with_threshold = |v: f64| options.threshold.map(|_| v).filter(|v| !v.is_nan());
+    MethodSummary {
+        method: label.to_string(),
+        n: xs.len(),
+        mean: mean(&xs),
+        sd: sd(&xs),
+        ci_low,
+        ci_high,
+        welch_t: None,
+        welch_p: None,
+        paired_p: None,
+        holm_p: None,
+        p_improve: None,
+        iqm: if xs.is_empty() { f64::NAN } else { iqm(&xs) },
+        iqm_low,
+        iqm_high,
+        auc: mean(&aucs),
+        auc_low,
+        auc_high,
+        reached: options.threshold.map(|_| steps.len()),
+        steps_mean: with_threshold(mean(&steps)),
+        steps_low: with_threshold(steps_low),
+        steps_high: with_threshold(steps_high),
+        values,
+    }
+}
+
+/// `--skill` and `--step` must name a skill and a step the results hold.
+fn check_options(rows: &[MetricsRow], options: &CompareOptions) -> Result<()> {
+    if let Some(s) = options.skill {
+        if !rows.iter().any(|r| r.skill == s) {
+            let k = rows.iter().map(|r| r.skill).max().unwrap_or(0);
+            return Err(Error::flag(
+                "--skill",
+                format!("skill {s} is not in the results (skills 1..={k})"),
+            ));
+        }
+    }
+    if let Some(step) = options.step {
+        if !rows.iter().any(|r| r.step == step) {
+            let steps: BTreeSet<u64> = rows.iter().map(|r| r.step).collect();
+            let last = steps.iter().next_back().copied().unwrap_or(0);
+            return Err(Error::flag(
+                "--step",
+                format!("no run was evaluated at step {step} (evaluations at {} steps, the last {last})", steps.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The rows of the methods `names` names, each a label (`method[params]`) or a method name that
