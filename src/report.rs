@@ -375,80 +375,102 @@ pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
             .filter(|r| r.task == task && r.setting == setting)
             .cloned()
             .collect();
-        let _ = writeln!(md, "## {task} / {setting}\n");
-        let last = common_last_step(&group_rows);
-        let half = halfway_step(&group_rows, last);
-        let base = CompareOptions {
-            metric: Metric::Accuracy,
-            baseline: baseline.clone(),
-            step: Some(last),
-            skill: None,
-            threshold: None,
-        };
-        let sections = [
-            (Metric::Accuracy, Some(last), None),
-            (Metric::Accuracy, Some(half), None),
-            (Metric::Loss, Some(last), None),
-            (Metric::Accuracy, None, Some(ACCURACY_THRESHOLD)),
-            (Metric::Loss, None, Some(LOSS_THRESHOLD)),
-        ];
-        for (metric, step, threshold) in sections {
-            let options = CompareOptions {
-                metric,
-                step,
-                threshold,
-                ..base.clone()
-            };
-            for c in compare(&group_rows, &options)? {
-                if threshold.is_some() {
-                    let _ = writeln!(
-                        md,
-                        "### Steps to {} {} {} (mean over skills; per skill below)\n",
-                        metric.name(),
-                        if metric.higher_is_better() {
-                            "≥"
-                        } else {
-                            "≤"
-                        },
-                        threshold.unwrap_or_default()
-                    );
-                    md += &steps_table(&c);
-                    md += "\n";
-                    md += &per_skill_steps(&group_rows, metric, threshold.unwrap_or_default());
-                } else {
-                    let _ = writeln!(md, "### {}\n", heading(&c));
-                    md += &markdown_table(&c);
-                }
-                md += "\n";
-            }
-        }
-        let prefix = format!("{task}_{setting}");
-        let group_figures = [
-            (
-                format!("{prefix}_accuracy.svg"),
-                curves_svg(&group_rows, Metric::Accuracy)?,
-            ),
-            (
-                format!("{prefix}_loss.svg"),
-                curves_svg(&group_rows, Metric::Loss)?,
-            ),
-            (format!("{prefix}_weights.svg"), weights_svg(&group_rows)?),
-            (
-                format!("{prefix}_final_accuracy.svg"),
-                final_svg(&group_rows, last)?,
-            ),
-        ];
-        let _ = writeln!(md, "### Figures\n");
-        for (name, svg) in group_figures {
-            let _ = writeln!(md, "![{name}]({figures_dir}/{name})\n");
-            figures.push((name, svg));
-        }
+        md += &group_section(
+            &task,
+            &setting,
+            &group_rows,
+            &baseline,
+            figures_dir,
+            &mut figures,
+        )?;
     }
     Ok(Report {
         markdown: md,
         figures,
         figures_dir: figures_dir.to_string(),
     })
+}
+
+/// One (task, setting)'s part of the report: its tables (accuracy at the end and halfway, loss,
+/// steps to the thresholds) and its figures, added to `figures`.
+fn group_section(
+    task: &str,
+    setting: &str,
+    group_rows: &[MetricsRow],
+    baseline: &Option<String>,
+    figures_dir: &str,
+    figures: &mut Vec<(String, String)>,
+) -> Result<String> {
+    let mut md = String::new();
+    let _ = writeln!(md, "## {task} / {setting}\n");
+    let last = common_last_step(group_rows);
+    let half = halfway_step(group_rows, last);
+    let base = CompareOptions {
+        metric: Metric::Accuracy,
+        baseline: baseline.clone(),
+        step: Some(last),
+        skill: None,
+        threshold: None,
+    };
+    let sections = [
+        (Metric::Accuracy, Some(last), None),
+        (Metric::Accuracy, Some(half), None),
+        (Metric::Loss, Some(last), None),
+        (Metric::Accuracy, None, Some(ACCURACY_THRESHOLD)),
+        (Metric::Loss, None, Some(LOSS_THRESHOLD)),
+    ];
+    for (metric, step, threshold) in sections {
+        let options = CompareOptions {
+            metric,
+            step,
+            threshold,
+            ..base.clone()
+        };
+        for c in compare(group_rows, &options)? {
+            if threshold.is_some() {
+                let _ = writeln!(
+                    md,
+                    "### Steps to {} {} {} (mean over skills; per skill below)\n",
+                    metric.name(),
+                    if metric.higher_is_better() {
+                        "≥"
+                    } else {
+                        "≤"
+                    },
+                    threshold.unwrap_or_default()
+                );
+                md += &steps_table(&c);
+                md += "\n";
+                md += &per_skill_steps(group_rows, metric, threshold.unwrap_or_default());
+            } else {
+                let _ = writeln!(md, "### {}\n", heading(&c));
+                md += &markdown_table(&c);
+            }
+            md += "\n";
+        }
+    }
+    let prefix = format!("{task}_{setting}");
+    let group_figures = [
+        (
+            format!("{prefix}_accuracy.svg"),
+            curves_svg(group_rows, Metric::Accuracy)?,
+        ),
+        (
+            format!("{prefix}_loss.svg"),
+            curves_svg(group_rows, Metric::Loss)?,
+        ),
+        (format!("{prefix}_weights.svg"), weights_svg(group_rows)?),
+        (
+            format!("{prefix}_final_accuracy.svg"),
+            final_svg(group_rows, last)?,
+        ),
+    ];
+    let _ = writeln!(md, "### Figures\n");
+    for (name, svg) in group_figures {
+        let _ = writeln!(md, "![{name}]({figures_dir}/{name})\n");
+        figures.push((name, svg));
+    }
+    Ok(md)
 }
 
 /// Writes `report` to `out` and its figures to `out`'s folder / `report.figures_dir`, atomically.
