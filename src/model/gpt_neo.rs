@@ -113,6 +113,22 @@ impl GptNeoConfig {
             field: "config".into(),
             message: format!("is not a GPT-Neo config.json: {e}"),
         })?;
+        if config.attention_layers.is_empty() {
+            config.attention_layers = config
+                .attention_types
+                .iter()
+                .flat_map(|(pattern, times)| std::iter::repeat_n(pattern.clone(), *times).flatten())
+                .collect();
+        }
+        config.check(&path)?;
+        Ok(config)
+    }
+
+    /// What skillit can load: a `gpt_neo` config with sizes ≥ 1, heads dividing the width, one
+    /// global or local attention layer per layer, `gelu_new`, a tied head and no attention
+    /// dropout. Each failure names `path` and the field.
+    fn check(&self, path: &Path) -> Result<()> {
+        let config = self;
         let bad = |field: &str, message: String| Error::Invalid {
             origin: path.display().to_string(),
             field: field.into(),
@@ -123,13 +139,6 @@ impl GptNeoConfig {
                 "model_type",
                 format!("is '{kind}'; skillit loads 'gpt_neo' checkpoints"),
             ));
-        }
-        if config.attention_layers.is_empty() {
-            config.attention_layers = config
-                .attention_types
-                .iter()
-                .flat_map(|(pattern, times)| std::iter::repeat_n(pattern.clone(), *times).flatten())
-                .collect();
         }
         for (field, v) in [
             ("vocab_size", config.vocab_size),
@@ -204,7 +213,7 @@ impl GptNeoConfig {
                 return Err(bad(field, format!("{p} is not in [0, 1)")));
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     /// The model with every parameter zero, shaped for this config (the weights then load into it).
