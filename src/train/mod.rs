@@ -36,7 +36,7 @@ mod speed;
 use checkpoint::*;
 pub use checkpoint::{save_module, tidy_run, RunPaths};
 pub use eval::{batch_loss, evaluate, example_losses, score};
-pub use optim::{learning_rate, optimizer, train_step, train_step_losses, train_step_weighted};
+pub use optim::{learning_rate, optimizer, train_step, train_step_weighted};
 use record::*;
 pub use record::{read_manifest, Manifest, RecordedRun, RunStatus};
 pub use speed::{measure_speed, Speed};

@@ -99,25 +99,14 @@ pub fn train_step(
     lr: f64,
     device: &Device,
 ) -> (Model, f64) {
-    let (model, losses) = train_step_losses(model, optim, batch, t, lr, device);
+    let (model, losses) = train_step_weighted(model, optim, batch, t, lr, device, &mut |_| None);
     let mean = losses.iter().sum::<f64>() / losses.len() as f64;
     (model, mean)
 }
 
-/// [`train_step`], returning each example's loss (read back to the host in one transfer).
-pub fn train_step_losses(
-    model: Model,
-    optim: &mut ModuleOptimizer,
-    batch: &[&Example],
-    t: &crate::config::TrainingConfig,
-    lr: f64,
-    device: &Device,
-) -> (Model, Vec<f64>) {
-    train_step_weighted(model, optim, batch, t, lr, device, &mut |_| None)
-}
-
-/// [`train_step_losses`] whose loss `weigh` may set from the examples' losses: `Some(w)` makes
-/// the step minimize Σ_e w_e·l_e instead of the batch mean (DoReMi's proxy).
+/// [`train_step`], returning each example's loss (read back to the host in one transfer), whose
+/// loss `weigh` may set from the examples' losses: `Some(w)` makes the step minimize Σ_e w_e·l_e
+/// instead of the batch mean (DoReMi's proxy).
 pub fn train_step_weighted(
     model: Model,
     optim: &mut ModuleOptimizer,
