@@ -47,7 +47,7 @@
 //!
 //! `baseline = "LABEL"` (top level) names the method `skillit report` tests the others against
 //! (default: stratified): a method name that one entry has, or a label `method[params]` as in
-//! `metrics.csv` (`skill_it[eta=0.5;window=3]`).
+//! `metrics.csv` (`skill_it[eta=0.5;window=3;unit=evaluations]`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,7 @@ struct SweepFile {
     /// run's model.bpk. With a `[base]` stage, the stage's runs start from it.
     #[serde(default)]
     init: Option<PathBuf>,
-    /// The method `skillit report` tests the others against: a label (`skill_it[eta=0.5;window=3]`)
+    /// The method `skillit report` tests the others against: a label (`skill_it[eta=0.5;window=3;unit=evaluations]`)
     /// or a method name that one entry has (default: stratified).
     #[serde(default)]
     baseline: Option<String>,
