@@ -83,8 +83,9 @@ struct SweepFile {
     /// run's model.bpk. With a `[base]` stage, the stage's runs start from it.
     #[serde(default)]
     init: Option<PathBuf>,
-    /// The method `skillit report` tests the others against: a label (`skill_it[eta=0.5;window=3;unit=evaluations]`)
-    /// or a method name that one entry has (default: stratified).
+    /// The method `skillit report` tests the others against: a label
+    /// (`skill_it[eta=0.5;window=3;unit=evaluations]`) or a method name that one entry has
+    /// (default: stratified).
     #[serde(default)]
     baseline: Option<String>,
 }
