@@ -477,6 +477,19 @@ fn reuse_tmp(out: &Path, run_id: &str) -> PathBuf {
     out.join("runs").join(format!(".{run_id}.reuse.tmp"))
 }
 
+/// Opens (creating it empty if need be) the file an advisory lock is taken on.
+fn open_lock_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// A run's advisory lock (`runs/.RUN_ID.lock`): whoever holds it alone may train, copy or tidy
 /// the run's folder, so two processes pointed at one sweep folder (a requeued Slurm job while the
 /// old one still runs, two shells) never train a run twice or tear its files. The OS releases it
@@ -495,12 +508,7 @@ impl RunLock {
             source,
         };
         std::fs::create_dir_all(&runs).map_err(io)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Self { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -594,17 +602,11 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
     // after the earlier one wrote, so the last files written are the newest (never a partial
     // collect racing past a complete one).
     let lock_path = dir.join(".collect.lock");
-    let io = |source| Error::Io {
+    let lock = open_lock_file(&lock_path)?;
+    lock.lock().map_err(|source| Error::Io {
         path: lock_path.clone(),
         source,
-    };
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io)?;
-    lock.lock().map_err(io)?;
+    })?;
     crate::results::remove_stale_temps(dir, false);
     let mut metrics = csv::WriterBuilder::new()
         .has_headers(false)
