@@ -386,7 +386,10 @@ impl RunConfig {
         let base = preset.config(task_name);
         let config = RunConfig {
             setting: file.setting.unwrap_or(base.setting.clone()),
-            task: file.task.unwrap_or(base.task.clone()),
+            task: file
+                .task
+                .map(|t| t.relative_to(path.parent().unwrap_or(Path::new(""))))
+                .unwrap_or(base.task.clone()),
             model: merge(
                 &start_model(file.init.as_deref(), &base.model)?,
                 file.model,
@@ -426,13 +429,16 @@ impl RunConfig {
         if self.model.kind == crate::model::ModelKind::Scratch
             && self.model.context < task.seq_len()
         {
+            let which = match task.rows() {
+                Some(rows) => format!("line {} of {}", rows.longest().1, rows.path()),
+                None => task.describe(),
+            };
             return bad(
                 "model.context",
                 format!(
-                    "{} is shorter than the task's sequences ({} tokens for {})",
+                    "{} is shorter than the task's sequences ({} tokens for {which})",
                     self.model.context,
                     task.seq_len(),
-                    task.describe()
                 ),
             );
         }

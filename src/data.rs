@@ -200,7 +200,7 @@ pub struct ExampleRecord<'a> {
     pub skill: usize,
     pub text: String,
     pub prompt: String,
-    pub answer: &'static str,
+    pub answer: String,
     pub tokens: &'a [u32],
     pub answer_pos: usize,
 }

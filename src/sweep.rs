@@ -180,7 +180,10 @@ fn run_id(prefix: &str, name: &str, params: &str, seed: u64) -> String {
 /// seed's base (`init`).
 pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
     let origin = path.display().to_string();
-    let file: SweepFile = read_toml(path)?;
+    let mut file: SweepFile = read_toml(path)?;
+    file.task = file
+        .task
+        .relative_to(path.parent().unwrap_or(Path::new("")));
     let source = std::fs::read_to_string(path).unwrap_or_default();
     let bad = |field: &str, message: String| Error::Invalid {
         origin: origin.clone(),

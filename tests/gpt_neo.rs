@@ -297,6 +297,7 @@ fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
             skill: e.skill,
             tokens: e.tokens[cut..].to_vec(),
             answer_pos: e.answer_pos - cut,
+            answer_len: e.answer_len,
         });
     }
     let lengths: std::collections::BTreeSet<usize> =

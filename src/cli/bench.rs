@@ -51,7 +51,7 @@ impl BenchArgs {
             weights,
             random_init,
         } = self;
-        let (mut run, _) = base_config(task, preset, config.as_deref())?;
+        let (mut run, _) = base_config(task, None, preset, config.as_deref())?;
         set_model(&mut run, None, weights, random_init);
         if let Some(b) = batch_size {
             run.training.batch_size = b;

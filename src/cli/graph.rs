@@ -22,6 +22,10 @@ pub struct LearnArgs {
     /// The task (default lego).
     #[arg(long, value_enum)]
     pub task: Option<TaskName>,
+    /// Train on your own skill-labelled rows: a JSONL file of `{"skill", "prompt", "answer"[,
+    /// "split"]}` objects, the format `skillit generate` writes (README "Your own skills").
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "task")]
+    pub data: Option<PathBuf>,
     /// How to measure.
     #[arg(long, value_enum)]
     pub how: skillit::graph_learn::How,
@@ -77,6 +81,7 @@ impl LearnArgs {
     pub fn run(self) -> skillit::Result<()> {
         let LearnArgs {
             task,
+            data,
             how,
             steps,
             seeds,
@@ -88,7 +93,7 @@ impl LearnArgs {
             jobs,
             out,
         } = self;
-        let (base, task_name) = base_config(task, preset, config.as_deref())?;
+        let (base, task_name) = base_config(task, data.as_deref(), preset, config.as_deref())?;
         let request = skillit::graph_learn::LearnRequest {
             base,
             how,

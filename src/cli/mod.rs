@@ -76,18 +76,54 @@ pub(crate) fn emit(text: &str) -> skillit::Result<()> {
 /// and the task's name.
 pub(crate) fn base_config(
     task: Option<TaskName>,
+    data: Option<&std::path::Path>,
     preset: Option<Preset>,
     config: Option<&std::path::Path>,
 ) -> skillit::Result<(RunConfig, &'static str)> {
-    let task_name = task.map_or("lego", TaskName::as_str);
+    let task_name = match data {
+        Some(_) => "jsonl",
+        None => task.map_or("lego", TaskName::as_str),
+    };
     let mut run = match config {
         Some(path) => RunConfig::from_file(path, preset, task_name)?,
         None => preset.unwrap_or(Preset::Laptop).config(task_name),
     };
-    if task.is_some() && run.task.name() != task_name {
+    if let Some(path) = data {
+        run.task = skillit_synthetic::TaskSpec::Jsonl {
+            path: path.display().to_string(),
+        };
+    } else if task.is_some() && run.task.name() != task_name {
         run.task = preset.unwrap_or(Preset::Laptop).config(task_name).task;
     }
-    Ok((run, task_name))
+    read_data(&run.task)?;
+    let name = run.task.name();
+    Ok((run, name))
+}
+
+/// Reads a JSONL task's file with a progress bar (bytes), so that every later use of the task in
+/// this process finds it read.
+pub(crate) fn read_data(task: &skillit_synthetic::TaskSpec) -> skillit::Result<()> {
+    let skillit_synthetic::TaskSpec::Jsonl { path } = task else {
+        return Ok(());
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) reading {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(path.clone());
+    let opened = skillit_synthetic::Jsonl::open_with_progress(
+        std::path::Path::new(path),
+        &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    opened.map(drop).map_err(Into::into)
 }
 
 /// The progress bar of training `len` steps (`train`, `base build`): elapsed, steps, rate, eta

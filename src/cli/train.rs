@@ -7,6 +7,10 @@ pub struct TrainArgs {
     /// The task (default: the config's, else lego).
     #[arg(long, value_enum)]
     pub task: Option<TaskName>,
+    /// Train on your own skill-labelled rows: a JSONL file of `{"skill", "prompt", "answer"[,
+    /// "split"]}` objects, the format `skillit generate` writes (README "Your own skills").
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "task")]
+    pub data: Option<PathBuf>,
     /// The mixture method (the list comes from the method registry).
     #[arg(long, help = methods_help())]
     pub method: Option<String>,
@@ -64,6 +68,7 @@ impl TrainArgs {
     pub fn run(self) -> skillit::Result<()> {
         let TrainArgs {
             task,
+            data,
             method,
             steps,
             seed,
@@ -80,7 +85,7 @@ impl TrainArgs {
             random_init,
             init,
         } = self;
-        let (mut run, task_name) = base_config(task, preset, config.as_deref())?;
+        let (mut run, task_name) = base_config(task, data.as_deref(), preset, config.as_deref())?;
         if let Some(path) = &init {
             run.start_from(path)?;
         }

@@ -1,6 +1,7 @@
 //! From a task's examples to a model's token ids. The from-scratch transformer reads the task's own
 //! word-level ids; a pretrained model reads the task's *text* through its own tokenizer
-//! (`tokenizer.json`, the `tokenizers` crate), and the answer is the one token after the prompt.
+//! (`tokenizer.json`, the `tokenizers` crate): the answer is the one token after the prompt, or,
+//! for an answer that ends its example (a JSONL row), every token after the prompt.
 //! Examples keep their skill; only `tokens` and `answer_pos` change, so evaluation and loss are
 //! the same for both.
 
@@ -56,7 +57,7 @@ impl Codec {
 #[derive(Clone)]
 pub struct TextCodec {
     tokenizer: Tokenizer,
-    vocab: &'static Vocab,
+    vocab: Vocab,
     /// The longest sequence the model takes.
     context: usize,
     /// The tokenizer file, for messages.
@@ -66,7 +67,7 @@ pub struct TextCodec {
 impl TextCodec {
     /// Reads `path` (a Hugging Face `tokenizer.json`) for the task vocabulary `vocab` and a model of
     /// `context` positions.
-    pub fn read(path: &Path, vocab: &'static Vocab, context: usize) -> Result<Self> {
+    pub fn read(path: &Path, vocab: &Vocab, context: usize) -> Result<Self> {
         let tokenizer = Tokenizer::from_file(path).map_err(|e| Error::Invalid {
             origin: path.display().to_string(),
             field: "tokenizer".into(),
@@ -74,7 +75,7 @@ impl TextCodec {
         })?;
         Ok(Self {
             tokenizer,
-            vocab,
+            vocab: vocab.clone(),
             context,
             origin: path.display().to_string(),
         })
@@ -96,19 +97,28 @@ impl TextCodec {
     }
 
     /// `example` in the tokenizer's ids: the whole text's ids, the answer at the position after the
-    /// prompt's ids. The answer must be one token that the prompt's ids are followed by.
+    /// prompt's ids. An answer that ends the example is every token after the prompt's; any other
+    /// must be one token that the prompt's ids are followed by.
     pub fn encode(&self, example: &Example) -> Result<Example> {
-        let prompt = self.ids(&example.prompt(self.vocab))?;
-        let text = example.text(self.vocab);
+        let prompt = self.ids(&example.prompt(&self.vocab))?;
+        let text = example.text(&self.vocab);
         let tokens = self.ids(&text)?;
-        let answer = example.answer(self.vocab);
+        let answer = example.answer(&self.vocab);
         let answer_pos = prompt.len();
-        let fits = tokens.len() > answer_pos
+        let answer_len = if example.answer_pos + example.answer_len == example.tokens.len() {
+            tokens.len().saturating_sub(answer_pos).max(1)
+        } else {
+            1
+        };
+        let fits = tokens.len() >= answer_pos + answer_len
             && tokens[..answer_pos] == prompt[..]
-            && self.decode(&tokens[answer_pos..=answer_pos])?.trim() == answer;
+            && self
+                .decode(&tokens[answer_pos..answer_pos + answer_len])?
+                .trim()
+                == answer;
         if !fits {
             return Err(self.error(format!(
-                "does not give the answer '{answer}' of '{text}' as one token after the prompt's \
+                "does not give the answer '{answer}' of '{text}' as the tokens after the prompt's \
                  (the text's ids: {tokens:?}; the prompt's: {prompt:?})"
             )));
         }
@@ -123,6 +133,7 @@ impl TextCodec {
             skill: example.skill,
             tokens,
             answer_pos,
+            answer_len,
         })
     }
 

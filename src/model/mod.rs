@@ -207,7 +207,7 @@ impl ModelConfig {
     /// transformer drawn from `rng`, or the pretrained model loaded from its folder.
     pub fn build(
         &self,
-        vocab: &'static Vocab,
+        vocab: &Vocab,
         rng: &mut rand_chacha::ChaCha8Rng,
         device: &Device,
     ) -> Result<(Model, Codec)> {
@@ -520,6 +520,23 @@ impl Model {
         let logits = self.head(last);
         let [_, _, vocab] = logits.dims();
         log_softmax(logits.reshape([batch, vocab]), 1)
+    }
+
+    /// Log-probabilities `[n, vocab]` of the next token after each `(row, position)` of `at`:
+    /// the prediction made from `tokens[row][..=position]` (several answer tokens of one example,
+    /// teacher-forced).
+    pub fn next_token_log_probs(&self, tokens: Tensor<2, Int>, at: &[(usize, usize)]) -> Tensor<2> {
+        let [batch, _] = tokens.dims();
+        let longest = at.iter().map(|&(_, p)| p + 1).max().unwrap_or(1);
+        let hidden = self.hidden(tokens.narrow(1, 0, longest));
+        let [_, seq, d] = hidden.dims();
+        let index: Vec<i64> = at.iter().map(|&(b, p)| (b * seq + p) as i64).collect();
+        let index =
+            Tensor::<1, Int>::from_data(TensorData::new(index, [at.len()]), &hidden.device());
+        let picked = hidden.reshape([batch * seq, d]).select(0, index);
+        let logits = self.head(picked.reshape([1, at.len(), d]));
+        let [_, _, vocab] = logits.dims();
+        log_softmax(logits.reshape([at.len(), vocab]), 1)
     }
 
     fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {

@@ -50,8 +50,58 @@ pub fn evaluate(
     }
 }
 
-/// Each example's answer-token cross-entropy under `model` and whether its greedy answer is right,
-/// in batches of 512 (one forward each).
+/// The log-probabilities `[n, vocab]` of every answer token of `batch` and the tokens `[n, 1]`
+/// (one per example when every answer is one token, the model's fast path; else each example's
+/// answer tokens in turn, teacher-forced).
+fn answer_token_log_probs(
+    model: &Model,
+    batch: &[&Example],
+    device: &Device,
+) -> (Tensor<2>, Tensor<2, Int>) {
+    let tokens = tokens_tensor(batch, device);
+    let (lp, answers): (Tensor<2>, Vec<i64>) = if batch.iter().all(|e| e.answer_len == 1) {
+        let positions: Vec<usize> = batch.iter().map(|e| e.answer_pos).collect();
+        let answers = batch.iter().map(|e| i64::from(e.answer_token())).collect();
+        (model.answer_log_probs(tokens, &positions), answers)
+    } else {
+        let at: Vec<(usize, usize)> = batch
+            .iter()
+            .enumerate()
+            .flat_map(|(b, e)| (0..e.answer_len).map(move |j| (b, e.answer_pos + j - 1)))
+            .collect();
+        let answers = batch
+            .iter()
+            .flat_map(|e| e.answer_tokens().iter().map(|&t| i64::from(t)))
+            .collect();
+        (model.next_token_log_probs(tokens, &at), answers)
+    };
+    let n = answers.len();
+    let answers = Tensor::<2, Int>::from_data(TensorData::new(answers, [n, 1]), device);
+    (lp, answers)
+}
+
+/// Each example's mean over its answer tokens of `per_token` `[n]` (laid out as
+/// [`answer_token_log_probs`] lays them): a `[batch, n]` averaging matrix times the column.
+fn per_example_mean(per_token: Tensor<1>, batch: &[&Example], device: &Device) -> Tensor<1> {
+    let n = per_token.dims()[0];
+    if n == batch.len() {
+        return per_token;
+    }
+    let mut m = vec![0f32; batch.len() * n];
+    let mut column = 0;
+    for (b, e) in batch.iter().enumerate() {
+        for _ in 0..e.answer_len {
+            m[b * n + column] = 1.0 / e.answer_len as f32;
+            column += 1;
+        }
+    }
+    let m = Tensor::<2>::from_data(TensorData::new(m, [batch.len(), n]), device);
+    m.matmul(per_token.reshape([n, 1])).reshape([batch.len()])
+}
+
+/// Each example's answer cross-entropy under `model` (the mean over its answer tokens) and whether
+/// its greedy answer is right (every answer token, teacher-forced), in batches of 512 (one forward
+/// each).
 pub(crate) fn answer_scores(
     model: &Model,
     examples: &[&Example],
@@ -61,15 +111,24 @@ pub(crate) fn answer_scores(
     let mut nll = Vec::with_capacity(examples.len());
     let mut correct = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(CHUNK) {
-        let positions: Vec<usize> = chunk.iter().map(|e| e.answer_pos).collect();
-        let lp = model.answer_log_probs(tokens_tensor(chunk, device), &positions);
-        let answers: Vec<i64> = chunk.iter().map(|e| i64::from(e.answer_token())).collect();
-        let answers =
-            Tensor::<2, Int>::from_data(TensorData::new(answers, [chunk.len(), 1]), device);
-        let picked = lp.clone().gather(1, answers.clone()).reshape([chunk.len()]);
-        let hit = lp.argmax(1).equal(answers).reshape([chunk.len()]);
-        nll.extend(picked.into_data().iter::<f64>().map(|x| -x));
-        correct.extend(hit.into_data().iter::<bool>());
+        let (lp, answers) = answer_token_log_probs(model, chunk, device);
+        let n = answers.dims()[0];
+        let picked = lp.clone().gather(1, answers.clone()).reshape([n]);
+        let hit: Vec<bool> = lp
+            .argmax(1)
+            .equal(answers)
+            .reshape([n])
+            .into_data()
+            .iter::<bool>()
+            .collect();
+        let per_example = per_example_mean(picked.neg(), chunk, device);
+        nll.extend(per_example.into_data().iter::<f64>());
+        let mut tokens = hit.into_iter();
+        correct.extend(
+            chunk
+                .iter()
+                .map(|e| tokens.by_ref().take(e.answer_len).all(|h| h)),
+        );
     }
     (nll, correct)
 }
@@ -85,18 +144,18 @@ pub fn batch_loss(model: &Model, batch: &[&Example], kind: LossKind, device: &De
     example_losses(model, batch, kind, device).mean()
 }
 
-/// Each example's training loss `[batch]`: the cross-entropy of its answer token, or the mean
-/// next-token cross-entropy over its whole sequence.
+/// Each example's training loss `[batch]`: the cross-entropy of its answer (the mean over its
+/// answer tokens), or the mean next-token cross-entropy over its whole sequence.
 pub fn example_losses(
     model: &Model,
     batch: &[&Example],
     kind: LossKind,
     device: &Device,
 ) -> Tensor<1> {
-    let tokens = tokens_tensor(batch, device);
-    let [b, seq] = tokens.dims();
     match kind {
         LossKind::Full => {
+            let tokens = tokens_tensor(batch, device);
+            let [b, seq] = tokens.dims();
             let logits = model.forward(tokens.clone().narrow(1, 0, seq - 1));
             let targets = tokens.narrow(1, 1, seq - 1).reshape([b, seq - 1, 1]);
             let lp = log_softmax(logits, 2);
@@ -115,11 +174,9 @@ pub fn example_losses(
             (nll * mask).sum_dim(1).reshape([b]) / counts
         }
         LossKind::Answer => {
-            let positions: Vec<usize> = batch.iter().map(|e| e.answer_pos).collect();
-            let lp = model.answer_log_probs(tokens, &positions);
-            let answers: Vec<i64> = batch.iter().map(|e| i64::from(e.answer_token())).collect();
-            let targets = Tensor::<2, Int>::from_data(TensorData::new(answers, [b, 1]), device);
-            lp.gather(1, targets).reshape([b]).neg()
+            let (lp, answers) = answer_token_log_probs(model, batch, device);
+            let n = answers.dims()[0];
+            per_example_mean(lp.gather(1, answers).reshape([n]).neg(), batch, device)
         }
     }
 }

@@ -133,6 +133,10 @@ pub fn train(
         dir: out.to_path_buf(),
     };
     let task = config.task.build()?;
+    let data = DataRecord::of(task.as_ref());
+    if let Some(d) = &data {
+        d.claim(task.as_ref(), out)?;
+    }
     let mut method = config
         .method
         .build(task.as_ref(), &config.setting, config.target)?;
@@ -206,6 +210,10 @@ pub fn train(
         evaluations: recorder.history(),
         method_state: method.state(),
         pretrained,
+        data: data.map(|d| DataRecord {
+            epochs: (1..=setup.k).map(|s| stream.epochs(s)).collect(),
+            ..d
+        }),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;

@@ -50,6 +50,73 @@ pub struct Manifest {
     /// model and for `random_init`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<crate::model::gpt_neo::WeightsRecord>,
+    /// A JSONL task's file, fingerprinted, and the epochs of each skill's rows begun (absent for
+    /// the generators).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataRecord>,
+}
+
+/// A JSONL task's file as a run read it: `data.json` in the run folder (written when the run
+/// starts, so a resumed run can refuse a changed file) and the manifest's `data`; the vocabulary's
+/// words, one a line in id order, are `vocab.txt` beside it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    pub path: String,
+    pub sha256: String,
+    pub rows: usize,
+    /// The skills' names in id order (`s1`, … for integer skills).
+    pub skills: Vec<String>,
+    pub vocab_size: usize,
+    /// Per skill, the epochs of its training rows begun by the end of the run (0 in `data.json`).
+    #[serde(default)]
+    pub epochs: Vec<u64>,
+}
+
+impl DataRecord {
+    /// The record of `task`'s file, or `None` for a generator.
+    pub fn of(task: &dyn Task) -> Option<Self> {
+        let rows = task.rows()?;
+        Some(Self {
+            path: rows.path().to_string(),
+            sha256: rows.sha256().to_string(),
+            rows: rows.len(),
+            skills: rows.skill_names().to_vec(),
+            vocab_size: rows.vocab().len(),
+            epochs: vec![0; rows.num_skills()],
+        })
+    }
+
+    /// Writes `data.json` and `vocab.txt` into a run folder that has none yet; a folder whose
+    /// `data.json` names another file content (a resumed run whose file changed) is refused.
+    pub fn claim(&self, task: &dyn Task, dir: &Path) -> Result<()> {
+        let path = dir.join("data.json");
+        if let Ok(bytes) = std::fs::read(&path) {
+            let before: DataRecord =
+                serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+                    origin: path.display().to_string(),
+                    field: "data".into(),
+                    message: format!("is not a skillit data record: {e}"),
+                })?;
+            if before.sha256 != self.sha256 {
+                return Err(Error::Invalid {
+                    origin: self.path.clone(),
+                    field: "task.path".into(),
+                    message: format!(
+                        "has changed since the run in {} began (sha256 {} then, {} now): \
+                         restore the file or train into a new folder",
+                        dir.display(),
+                        &before.sha256[..12],
+                        &self.sha256[..12]
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        let words = task.vocab().words().join("\n") + "\n";
+        write_atomic(&dir.join("vocab.txt"), words.as_bytes())?;
+        let json = serde_json::to_vec_pretty(self).expect("a data record serializes");
+        write_atomic(&path, &json)
+    }
 }
 
 /// What a rerun needs from a recorded run's manifest.json.

@@ -88,7 +88,7 @@ impl Task for Addition {
         format!("s{id} (digit {} of the sum)", id - 1)
     }
 
-    fn vocab(&self) -> &'static Vocab {
+    fn vocab(&self) -> &Vocab {
         VOCAB
     }
 

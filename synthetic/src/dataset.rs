@@ -4,9 +4,14 @@
 //! [`stream_rng`]: the validation set of a skill is the same whichever run seed trains against it, and
 //! a run's training examples of skill i do not depend on how many examples of other skills were drawn
 //! before, nor on the thread that draws them.
+//!
+//! A task with fixed rows (a JSONL file, [`Task::rows`]) is split instead: the validation set is its
+//! `val` rows or a seeded holdout per skill, and the training stream walks each skill's other rows
+//! in a shuffled order drawn from the same streams, a new shuffle for each epoch.
 
 use std::collections::HashSet;
 
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use crate::{Error, Example, Task, TaskRng};
@@ -65,11 +70,29 @@ pub struct ValidationSet {
     seed: u64,
     per_skill: Vec<Vec<Example>>,
     keys: HashSet<Box<[u8]>>,
+    /// A task with fixed rows: each skill's training rows (the ones not held out).
+    train_rows: Option<Vec<Vec<u32>>>,
 }
 
 impl ValidationSet {
-    /// `n` distinct examples of each skill of `task`, from `seed`.
+    /// `n` distinct examples of each skill of `task`, from `seed`. A task with fixed rows gives its
+    /// `val` rows, or `n` rows per skill drawn from `seed` when it has no `split` field.
     pub fn new(task: &dyn Task, n: usize, seed: u64) -> Result<Self, Error> {
+        if let Some(rows) = task.rows() {
+            let (val, train) = rows.partition(n, |skill| {
+                stream_rng(seed, Purpose::VALIDATION, skill as u64)
+            })?;
+            let per_skill = val
+                .iter()
+                .map(|v| v.iter().map(|&i| rows.example(i)).collect())
+                .collect();
+            return Ok(Self {
+                seed,
+                per_skill,
+                keys: HashSet::new(),
+                train_rows: Some(train),
+            });
+        }
         let mut per_skill = Vec::with_capacity(task.num_skills());
         let mut keys = HashSet::new();
         for skill in 1..=task.num_skills() {
@@ -91,6 +114,7 @@ impl ValidationSet {
             seed,
             per_skill,
             keys,
+            train_rows: None,
         })
     }
 
@@ -117,7 +141,10 @@ impl ValidationSet {
 
     /// Whether an example with these tokens is in the set (under any skill).
     pub fn contains(&self, tokens: &[u32]) -> bool {
-        self.keys.contains(&key(tokens))
+        match self.train_rows {
+            None => self.keys.contains(&key(tokens)),
+            Some(_) => self.iter().any(|e| e.tokens == tokens),
+        }
     }
 }
 
@@ -133,6 +160,15 @@ pub struct TrainStream<'a> {
     /// Per skill, every text that is no longer available: yielded, or found in the validation set.
     used: Vec<HashSet<Box<[u8]>>>,
     yielded: Vec<u64>,
+    /// A task with fixed rows: each skill's training rows in this epoch's order, the next one's
+    /// index, and the epochs begun.
+    epochs: Option<Epochs>,
+}
+
+struct Epochs {
+    order: Vec<Vec<u32>>,
+    next: Vec<usize>,
+    begun: Vec<u64>,
 }
 
 impl<'a> TrainStream<'a> {
@@ -148,6 +184,11 @@ impl<'a> TrainStream<'a> {
                 .collect(),
             used: vec![HashSet::new(); k],
             yielded: vec![0; k],
+            epochs: validation.train_rows.as_ref().map(|rows| Epochs {
+                order: rows.clone(),
+                next: vec![0; k],
+                begun: vec![0; k],
+            }),
         }
     }
 
@@ -159,6 +200,17 @@ impl<'a> TrainStream<'a> {
     /// The next new example of `skill` (1-based).
     pub fn next(&mut self, skill: usize) -> Result<Example, Error> {
         self.task.check_skill(skill)?;
+        if let (Some(e), Some(rows)) = (&mut self.epochs, self.task.rows()) {
+            let s = skill - 1;
+            if e.begun[s] == 0 || e.next[s] == e.order[s].len() {
+                e.order[s].shuffle(&mut self.rngs[s]);
+                e.next[s] = 0;
+                e.begun[s] += 1;
+            }
+            e.next[s] += 1;
+            self.yielded[s] += 1;
+            return Ok(rows.example(e.order[s][e.next[s] - 1]));
+        }
         let capacity = self.task.capacity(skill);
         let used = &mut self.used[skill - 1];
         let rng = &mut self.rngs[skill - 1];
@@ -196,9 +248,19 @@ impl<'a> TrainStream<'a> {
         self.yielded[skill - 1]
     }
 
-    /// Fails early when `n` more examples of `skill` cannot exist, counting the validation set.
+    /// The epochs of `skill`'s rows begun (a task with fixed rows; 0 for a generator, which never
+    /// repeats an example).
+    pub fn epochs(&self, skill: usize) -> u64 {
+        self.epochs.as_ref().map_or(0, |e| e.begun[skill - 1])
+    }
+
+    /// Fails early when `n` more examples of `skill` cannot exist, counting the validation set (a
+    /// task with fixed rows always has room: it begins another epoch).
     pub fn check_room(&self, skill: usize, n: usize) -> Result<(), Error> {
         self.task.check_skill(skill)?;
+        if self.epochs.is_some() {
+            return Ok(());
+        }
         let wanted = self.yielded[skill - 1] as u128
             + n as u128
             + self.validation.skill(skill).len() as u128;

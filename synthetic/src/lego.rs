@@ -206,7 +206,7 @@ impl Task for Lego {
         format!("s{id} (depth {})", self.depth(id))
     }
 
-    fn vocab(&self) -> &'static Vocab {
+    fn vocab(&self) -> &Vocab {
         VOCAB
     }
 

@@ -9,9 +9,10 @@
 //!   (docs/paper.md §3).
 //! - [`Recall`]: the pre-training corpus of a base model: one-hop lookup in LEGO's clause format,
 //!   with and without operators, and no chains (docs/paper.md §12).
+//! - [`Jsonl`]: a user's own skill-labelled rows from a JSON Lines file.
 //!
-//! Every example is a sequence of word-level tokens from the task's fixed [`Vocab`]; the answer is one
-//! token. [`ValidationSet`] and [`TrainStream`] build the datasets: fixed validation sets, and per-skill
+//! Every example is a sequence of word-level tokens from the task's [`Vocab`]; a generator's answer
+//! is one token, a JSONL row's may be several. [`ValidationSet`] and [`TrainStream`] build the datasets: fixed validation sets, and per-skill
 //! training streams that never repeat an example and never yield a validation example.
 //!
 //! Randomness comes only from ChaCha8 streams derived from (seed, purpose, skill) by [`stream_rng`], so
@@ -19,15 +20,17 @@
 
 mod addition;
 mod dataset;
+mod jsonl;
 mod lego;
 mod recall;
 mod vocab;
 
 pub use addition::Addition;
 pub use dataset::{stream_rng, Purpose, TrainStream, ValidationSet};
+pub use jsonl::{Jsonl, JsonlRows};
 pub use lego::{Lego, LegoGraph};
 pub use recall::Recall;
-pub use vocab::{Vocab, PAD};
+pub use vocab::{Vocab, PAD, UNK};
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +62,13 @@ pub enum Error {
         skill: usize,
         capacity: u128,
     },
+    /// A JSONL task's file, or one of its lines (line 0: the file as a whole).
+    #[error("{path}:{line}: {message}")]
+    Jsonl {
+        path: String,
+        line: u64,
+        message: String,
+    },
     /// Text with a word outside the vocabulary.
     #[error("'{word}' is not a word of the {vocab} vocabulary")]
     UnknownWord { vocab: &'static str, word: String },
@@ -77,16 +87,21 @@ pub struct Skill {
     pub name: String,
 }
 
-/// One generated example: a fixed-length token sequence whose answer is one token.
+/// One example: a token sequence whose answer is `answer_len` tokens at `answer_pos` (one token for
+/// every generator; a JSONL task's answers may be longer).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Example {
     /// The skill this example exercises (1-based).
     pub skill: usize,
     /// The whole sequence, answer included, as ids of the task's vocabulary.
     pub tokens: Vec<u32>,
-    /// The index of the answer token in `tokens`. The model predicts it from position
+    /// The index of the answer's first token in `tokens`. The model predicts it from position
     /// `answer_pos - 1`; the prompt is `tokens[..answer_pos]`.
     pub answer_pos: usize,
+    /// The answer's length in tokens; answer token j is predicted from position
+    /// `answer_pos + j - 1` (teacher forcing).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub answer_len: usize,
 }
 
 impl Example {
@@ -96,12 +111,18 @@ impl Example {
             skill,
             answer_pos: tokens.len() - 1,
             tokens,
+            answer_len: 1,
         }
     }
 
-    /// The answer's token id.
+    /// The answer's first token id (the whole answer for every generator).
     pub fn answer_token(&self) -> u32 {
         self.tokens[self.answer_pos]
+    }
+
+    /// The answer's token ids.
+    pub fn answer_tokens(&self) -> &[u32] {
+        &self.tokens[self.answer_pos..self.answer_pos + self.answer_len]
     }
 
     /// The tokens before the answer.
@@ -119,9 +140,9 @@ impl Example {
         vocab.decode(self.prompt_tokens())
     }
 
-    /// The answer as text.
-    pub fn answer(&self, vocab: &Vocab) -> &'static str {
-        vocab.word(self.answer_token())
+    /// The answer as text (its words joined by single spaces).
+    pub fn answer(&self, vocab: &Vocab) -> String {
+        vocab.decode(self.answer_tokens())
     }
 }
 
@@ -146,10 +167,10 @@ pub trait Task: Send + Sync {
             .collect()
     }
 
-    /// The task's fixed vocabulary.
-    fn vocab(&self) -> &'static Vocab;
+    /// The task's vocabulary (fixed for a generator, built from the file for a JSONL task).
+    fn vocab(&self) -> &Vocab;
 
-    /// The length in tokens of every example of this task (they are all the same length).
+    /// The length in tokens of the task's longest example (a generator's examples all have it).
     fn seq_len(&self) -> usize;
 
     /// The seed of the fixed validation sets (docs/paper.md §2–3: 42 for LEGO, 420 for addition).
@@ -170,6 +191,12 @@ pub trait Task: Send + Sync {
     /// whose skills do not build on each other.
     fn prerequisites(&self) -> Vec<(usize, usize)> {
         Vec::new()
+    }
+
+    /// The fixed rows of a task read from a file, which [`ValidationSet`] and [`TrainStream`] split
+    /// and walk epoch by epoch instead of drawing from [`Task::example`]. `None` for a generator.
+    fn rows(&self) -> Option<&JsonlRows> {
+        None
     }
 
     /// Checks that `skill` is a skill id of this task.
@@ -214,6 +241,9 @@ pub enum TaskSpec {
         #[serde(default = "one", skip_serializing_if = "is_one")]
         hops: usize,
     },
+    /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
+    /// file that names it when that file is read.
+    Jsonl { path: String },
 }
 
 fn default_lego_k() -> usize {
@@ -239,12 +269,27 @@ impl TaskSpec {
             TaskSpec::Lego { .. } => "lego",
             TaskSpec::Addition { .. } => "addition",
             TaskSpec::Recall { .. } => "recall",
+            TaskSpec::Jsonl { .. } => "jsonl",
+        }
+    }
+
+    /// The spec with a JSONL task's relative path resolved against `dir` (the folder of the file
+    /// that names it); other tasks are unchanged.
+    pub fn relative_to(self, dir: &std::path::Path) -> Self {
+        match self {
+            TaskSpec::Jsonl { path } if std::path::Path::new(&path).is_relative() => {
+                TaskSpec::Jsonl {
+                    path: dir.join(path).display().to_string(),
+                }
+            }
+            other => other,
         }
     }
 
     /// Builds the task, checking its parameters.
     pub fn build(&self) -> Result<Box<dyn Task>, Error> {
         Ok(match *self {
+            TaskSpec::Jsonl { ref path } => Box::new(Jsonl::open(std::path::Path::new(path))?),
             TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
             TaskSpec::Recall {

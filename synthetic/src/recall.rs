@@ -216,7 +216,7 @@ impl Task for Recall {
         }
     }
 
-    fn vocab(&self) -> &'static Vocab {
+    fn vocab(&self) -> &Vocab {
         VOCAB
     }
 

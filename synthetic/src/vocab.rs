@@ -1,23 +1,67 @@
 //! The word-level vocabulary: every token is one space-separated word of the task's text.
 //!
-//! Each task has one fixed vocabulary whose ids never depend on `k` or on the seed, so a model
-//! trained on LEGO with k = 5 and one trained with k = 8 share token ids. Id 0 is always `<pad>`.
+//! Each generator has one fixed vocabulary whose ids never depend on `k` or on the seed, so a model
+//! trained on LEGO with k = 5 and one trained with k = 8 share token ids. A JSONL task builds its
+//! vocabulary from its file ([`Vocab::built`]). Id 0 is always `<pad>`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::Error;
 
-/// A fixed word ↔ id table. Ids are positions in `words`.
-#[derive(Debug)]
+/// A word ↔ id table. Ids are positions in the word list. Cloning is cheap (a built table is
+/// shared).
+#[derive(Debug, Clone)]
 pub struct Vocab {
     name: &'static str,
-    words: &'static [&'static str],
+    words: Words,
+}
+
+#[derive(Debug, Clone)]
+enum Words {
+    Fixed(&'static [&'static str]),
+    Built(Arc<Built>),
+}
+
+#[derive(Debug)]
+struct Built {
+    words: Vec<String>,
+    ids: HashMap<String, u32>,
 }
 
 /// The padding token's id in every vocabulary.
 pub const PAD: u32 = 0;
 
+/// The unknown word's id in a built vocabulary.
+pub const UNK: u32 = 1;
+
 impl Vocab {
     pub(crate) const fn new(name: &'static str, words: &'static [&'static str]) -> Self {
-        Self { name, words }
+        Self {
+            name,
+            words: Words::Fixed(words),
+        }
+    }
+
+    /// A vocabulary of `<pad>`, `<unk>` and then `words` in the order given (duplicates dropped).
+    pub fn built(name: &'static str, words: impl IntoIterator<Item = String>) -> Self {
+        let mut built = Built {
+            words: Vec::new(),
+            ids: HashMap::new(),
+        };
+        for w in ["<pad>".to_string(), "<unk>".to_string()]
+            .into_iter()
+            .chain(words)
+        {
+            if !built.ids.contains_key(&w) {
+                built.ids.insert(w.clone(), built.words.len() as u32);
+                built.words.push(w);
+            }
+        }
+        Self {
+            name,
+            words: Words::Built(Arc::new(built)),
+        }
     }
 
     /// The vocabulary's name (`lego`, `addition`): tasks that share a name share the ids.
@@ -27,28 +71,40 @@ impl Vocab {
 
     /// The number of tokens (the model's vocabulary size).
     pub fn len(&self) -> usize {
-        self.words.len()
+        match &self.words {
+            Words::Fixed(w) => w.len(),
+            Words::Built(b) => b.words.len(),
+        }
     }
 
     /// Always false: a vocabulary holds at least `<pad>`.
     pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
+        self.len() == 0
     }
 
     /// Every word in id order.
-    pub fn words(&self) -> &'static [&'static str] {
-        self.words
+    pub fn words(&self) -> Vec<&str> {
+        match &self.words {
+            Words::Fixed(w) => w.to_vec(),
+            Words::Built(b) => b.words.iter().map(String::as_str).collect(),
+        }
     }
 
     /// The id of a word, if it is in the vocabulary.
     pub fn id(&self, word: &str) -> Option<u32> {
-        self.words.iter().position(|w| *w == word).map(|i| i as u32)
+        match &self.words {
+            Words::Fixed(w) => w.iter().position(|w| *w == word).map(|i| i as u32),
+            Words::Built(b) => b.ids.get(word).copied(),
+        }
     }
 
     /// The word of an id. Panics on an id outside the vocabulary, which only a bug can produce:
-    /// every id a generator writes comes from this table.
-    pub fn word(&self, id: u32) -> &'static str {
-        self.words[id as usize]
+    /// every id a generator or a JSONL task writes comes from this table.
+    pub fn word(&self, id: u32) -> &str {
+        match &self.words {
+            Words::Fixed(w) => w[id as usize],
+            Words::Built(b) => &b.words[id as usize],
+        }
     }
 
     /// Splits `text` on whitespace and maps each word to its id.
@@ -88,5 +144,16 @@ mod tests {
         assert_eq!(v.decode(&ids), text);
         assert!(v.encode("Input: B").is_err());
         assert_eq!(v.id("<pad>"), Some(PAD));
+    }
+
+    #[test]
+    fn a_built_vocabulary_numbers_words_in_order_of_first_appearance() {
+        let v = Vocab::built("jsonl", ["b", "a", "b", "c"].map(String::from));
+        assert_eq!(v.words(), ["<pad>", "<unk>", "b", "a", "c"]);
+        assert_eq!(v.id("a"), Some(3));
+        assert_eq!(v.id("<unk>"), Some(UNK));
+        assert_eq!(v.id("z"), None);
+        assert_eq!(v.decode(&v.encode("c b a").unwrap()), "c b a");
+        assert_eq!(v.len(), 5);
     }
 }
