@@ -443,6 +443,10 @@ impl RunConfig {
             );
         }
         self.training.validate(origin)?;
+        if task.rows().is_some() {
+            // A JSONL task's split: every skill needs validation and training rows.
+            skillit_synthetic::ValidationSet::standard(task.as_ref(), self.training.val_per_skill)?;
+        }
         let train = self.validate_skills(task.as_ref(), origin)?;
         self.method.validate(task.num_skills(), origin)?;
         self.validate_graph(task.as_ref(), &train, origin)
@@ -513,6 +517,20 @@ impl RunConfig {
             self.method,
             MethodSpec::SkillIt { .. } | MethodSpec::Static { .. }
         ) {
+            if task.num_skills() < 2 {
+                return bad(
+                    "method",
+                    format!(
+                        "{} mixes skills through a graph between them, and {} has one skill: \
+                         it needs at least 2",
+                        match self.method {
+                            MethodSpec::SkillIt { .. } => "skill_it",
+                            _ => "static",
+                        },
+                        task.describe()
+                    ),
+                );
+            }
             let graph = self.method.graph(task, &self.setting, origin)?;
             if graph.train_skills != train {
                 return bad(

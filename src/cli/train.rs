@@ -116,6 +116,9 @@ impl TrainArgs {
         skillit::results::prepare_output_dir(&out, "--out")?;
         let selected = skillit::device::select(device)?;
         let task = run.task.build()?;
+        if let Some(data) = skillit::train::DataRecord::of(task.as_ref()) {
+            data.check(&out)?;
+        }
         eprintln!(
             "training {} with {} on {} ({}), {} steps, seed {}",
             task.describe(),

@@ -38,7 +38,7 @@ pub use checkpoint::{save_module, tidy_run, RunPaths};
 pub use eval::{batch_loss, evaluate, example_losses, score};
 pub use optim::{learning_rate, optimizer, train_step, train_step_weighted};
 use record::*;
-pub use record::{read_manifest, Manifest, RecordedRun, RunStatus};
+pub use record::{read_manifest, DataRecord, Manifest, RecordedRun, RunStatus};
 pub use speed::{measure_speed, Speed};
 
 /// The burn release skillit is built against (pinned with `=` in Cargo.toml).

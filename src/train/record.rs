@@ -86,36 +86,44 @@ impl DataRecord {
         })
     }
 
-    /// Writes `data.json` and `vocab.txt` into a run folder that has none yet; a folder whose
-    /// `data.json` names another file content (a resumed run whose file changed) is refused.
-    pub fn claim(&self, task: &dyn Task, dir: &Path) -> Result<()> {
+    /// Refuses a run folder whose `data.json` names another file content (a resumed run whose
+    /// file changed); returns whether the folder has one.
+    pub fn check(&self, dir: &Path) -> Result<bool> {
         let path = dir.join("data.json");
-        if let Ok(bytes) = std::fs::read(&path) {
-            let before: DataRecord =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-                    origin: path.display().to_string(),
-                    field: "data".into(),
-                    message: format!("is not a skillit data record: {e}"),
-                })?;
-            if before.sha256 != self.sha256 {
-                return Err(Error::Invalid {
-                    origin: self.path.clone(),
-                    field: "task.path".into(),
-                    message: format!(
-                        "has changed since the run in {} began (sha256 {} then, {} now): \
-                         restore the file or train into a new folder",
-                        dir.display(),
-                        &before.sha256[..12],
-                        &self.sha256[..12]
-                    ),
-                });
-            }
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(false);
+        };
+        let before: DataRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
+            origin: path.display().to_string(),
+            field: "data".into(),
+            message: format!("is not a skillit data record: {e}"),
+        })?;
+        if before.sha256 != self.sha256 {
+            return Err(Error::Invalid {
+                origin: self.path.clone(),
+                field: "task.path".into(),
+                message: format!(
+                    "has changed since the run in {} began (sha256 {} then, {} now): \
+                     restore the file or train into a new folder",
+                    dir.display(),
+                    before.sha256.get(..12).unwrap_or(&before.sha256),
+                    &self.sha256[..12]
+                ),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Writes `data.json` and `vocab.txt` into a run folder that has none yet, after
+    /// [`DataRecord::check`].
+    pub fn claim(&self, task: &dyn Task, dir: &Path) -> Result<()> {
+        if self.check(dir)? {
             return Ok(());
         }
         let words = task.vocab().words().join("\n") + "\n";
         write_atomic(&dir.join("vocab.txt"), words.as_bytes())?;
         let json = serde_json::to_vec_pretty(self).expect("a data record serializes");
-        write_atomic(&path, &json)
+        write_atomic(&dir.join("data.json"), &json)
     }
 }
 

@@ -616,8 +616,8 @@ mod tests {
             "{ok}\n{}",
             r#"{"skill": 3, "prompt": "a", "answer": "b"}"#
         ))
-        .contains("t.jsonl:0: skill 2 has no rows"));
-        assert!(message("\n \n").contains("t.jsonl:0: has no rows"));
+        .contains("t.jsonl: skill 2 has no rows"));
+        assert!(message("\n \n").contains("t.jsonl: has no rows"));
         assert!(message("[1, 2]").contains("t.jsonl:1: is not a JSON object"));
     }
 

@@ -62,8 +62,8 @@ pub enum Error {
         skill: usize,
         capacity: u128,
     },
-    /// A JSONL task's file, or one of its lines (line 0: the file as a whole).
-    #[error("{path}:{line}: {message}")]
+    /// A JSONL task's file, or one of its lines (line 0: the file as a whole, written `FILE:`).
+    #[error("{path}{}: {message}", at_line(*line))]
     Jsonl {
         path: String,
         line: u64,
@@ -72,6 +72,14 @@ pub enum Error {
     /// Text with a word outside the vocabulary.
     #[error("'{word}' is not a word of the {vocab} vocabulary")]
     UnknownWord { vocab: &'static str, word: String },
+}
+
+/// `:N` for line N of a file, nothing for the file as a whole (0).
+fn at_line(line: u64) -> String {
+    match line {
+        0 => String::new(),
+        n => format!(":{n}"),
+    }
 }
 
 /// P(n, r) = n! / (n − r)!, the ordered draws of r of n distinct things, saturating at
