@@ -13,7 +13,7 @@ use skillit::config::{LossKind, RunConfig, TrainingConfig};
 use skillit::device::{select, DeviceKind};
 use skillit::model::{gpt_neo, Codec, Model, ModelConfig, ModelKind, TextCodec};
 use skillit::synthetic::Example;
-use skillit::synthetic::{stream_rng, LegoGraph, Purpose, TaskSpec, ValidationSet};
+use skillit::synthetic::{stream_rng, LegoGraph, Purpose, Task, TaskSpec, ValidationSet};
 use skillit::train::{example_losses, train, Flow};
 
 /// `sha256sum tests/data/gpt_neo_tiny/model.safetensors`.
@@ -515,4 +515,33 @@ fn a_wrong_or_missing_file_is_one_line() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("weights"));
+}
+
+#[test]
+fn a_jsonl_tasks_answer_of_several_words_becomes_every_token_after_the_prompt() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/own_skills/data.jsonl");
+    let task = skillit::synthetic::Jsonl::open(&data).unwrap();
+    let vocab = task.vocab();
+    let codec = TextCodec::read(&fixture().join("tokenizer.json"), vocab, 64).unwrap();
+    let validation = ValidationSet::standard(&task, 100).unwrap();
+    let mut longest = 0;
+    for e in validation.iter() {
+        let encoded = codec.encode(e).unwrap();
+        assert_eq!(
+            encoded.answer_pos + encoded.answer_len,
+            encoded.tokens.len()
+        );
+        assert_eq!(
+            codec.ids(&e.prompt(vocab)).unwrap(),
+            encoded.prompt_tokens()
+        );
+        assert_eq!(
+            codec.decode(encoded.answer_tokens()).unwrap().trim(),
+            e.answer(vocab)
+        );
+        assert!(encoded.answer_len >= e.answer_len);
+        longest = longest.max(encoded.answer_len);
+    }
+    // `w12 w31 w16` is more tokens than words for this tokenizer.
+    assert!(longest > 3, "{longest}");
 }

@@ -401,7 +401,7 @@ impl MethodSpec {
                 field: "method.graph".into(),
                 message: format!(
                     "the paper publishes no graph for {} {setting} with k = {k}; give one \
-                     (train, eval, matrix)",
+                     (train, eval, matrix), e.g. a file that `skillit graph learn` wrote",
                     task.name()
                 ),
             }),

@@ -499,7 +499,9 @@ impl Reader {
         count
     }
 
-    fn finish(self, sha256: String) -> Result<JsonlRows, Error> {
+    fn finish(mut self, sha256: String) -> Result<JsonlRows, Error> {
+        self.tokens.shrink_to_fit();
+        self.rows.shrink_to_fit();
         if self.rows.is_empty() {
             return Err(self.error(0, "has no rows".into()));
         }
