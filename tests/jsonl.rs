@@ -144,7 +144,7 @@ fn answers_of_several_tokens_are_learned_and_right_only_when_every_token_is() {
     let examples: Vec<_> = validation.iter().cloned().collect();
     let eval = skillit::train::evaluate(&model, &examples, task.num_skills(), &device, 0);
     let nll = skillit::train::score(&model, &examples, &device);
-    let mut right = vec![0usize; 3];
+    let mut right = [0usize; 3];
     for (i, e) in examples.iter().enumerate() {
         let tokens: Vec<i64> = e.tokens.iter().map(|&t| i64::from(t)).collect();
         let input =
@@ -173,9 +173,9 @@ fn answers_of_several_tokens_are_learned_and_right_only_when_every_token_is() {
         );
         right[e.skill - 1] += usize::from(hits.iter().all(|&h| h));
     }
-    for s in 0..3 {
+    for (s, right) in right.iter().enumerate() {
         assert!(
-            (eval.accuracy[s] - right[s] as f64 / 100.0).abs() < 1e-9,
+            (eval.accuracy[s] - *right as f64 / 100.0).abs() < 1e-9,
             "skill {}",
             s + 1
         );

@@ -1,0 +1,92 @@
+//! Which depth-2 pointer chases does a hop-trained model get wrong? (docs/defaults.md, "Pointer
+//! chains before LEGO": depth 2 sits at about 0.8 whatever its share.) Loads the weights of a model
+//! trained on `recall k=5 pointers hops=4` (8 layers, d_model 128, conv 4) and scores fresh depth-2
+//! examples (skill s4, drawn from a stream no run trains on), split by the order of the two clauses
+//! of the chase (the queried clause before or after the clause it points to) and by the number of
+//! roots of the forest.
+//!
+//! `cargo run --example hop_orders -- MODEL.bpk [N]`
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use skillit::device::{select, DeviceKind};
+use skillit::model::ModelConfig;
+use skillit::synthetic::{stream_rng, Example, Purpose, Task, TaskSpec};
+
+/// (queried clause first, roots) of a depth-2 example's text
+/// `Input: b = val v , v = val p , … . Output: b = val p`.
+fn classify(text: &str) -> (bool, usize) {
+    let (input, output) = text.split_once(" . Output: ").expect("an example");
+    let clauses: Vec<(&str, &str)> = input
+        .trim_start_matches("Input: ")
+        .split(" , ")
+        .map(|c| {
+            let w: Vec<&str> = c.split_whitespace().collect();
+            (w[0], w[3])
+        })
+        .collect();
+    let query = output.split_whitespace().next().expect("a query");
+    let position = |name: &str| clauses.iter().position(|(n, _)| *n == name);
+    let q = position(query).expect("the queried clause");
+    let p = position(clauses[q].1).expect("the clause it points to");
+    let mut roots: Vec<&str> = clauses
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| position(t).is_none())
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    (q < p, roots.len())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let weights = args.get(1).expect("usage: hop_orders MODEL.bpk [N]");
+    let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
+    let task = TaskSpec::Recall {
+        k: 5,
+        queries: 1,
+        pointers: true,
+        hops: 4,
+    }
+    .build()
+    .unwrap();
+    let device = select(DeviceKind::Flex).unwrap().device.autodiff();
+    let model = ModelConfig {
+        d_model: 128,
+        n_layers: 8,
+        n_heads: 4,
+        d_ff: 512,
+        dropout: 0.0,
+        context: 64,
+        conv_kernel: 4,
+        ..ModelConfig::default()
+    }
+    .init(
+        task.vocab().len(),
+        &mut stream_rng(0, Purpose(99), 0),
+        &device,
+    )
+    .try_load_file(weights)
+    .expect("weights of this shape");
+    let mut rng = stream_rng(7, Purpose(98), 4);
+    let mut classes: BTreeMap<(bool, usize), Vec<Example>> = BTreeMap::new();
+    for _ in 0..n {
+        let e = task.example(4, &mut rng);
+        classes
+            .entry(classify(&e.text(task.vocab())))
+            .or_default()
+            .push(e);
+    }
+    println!("queried clause first | roots | examples | accuracy | loss");
+    for ((first, roots), examples) in &classes {
+        let eval = skillit::train::evaluate(&model, examples, task.num_skills(), &device, 0);
+        println!(
+            "{first:>20} | {roots:>5} | {:>8} | {:>8.3} | {:.3}",
+            examples.len(),
+            eval.accuracy[3],
+            eval.loss[3]
+        );
+    }
+}
