@@ -209,3 +209,31 @@ fn a_sweep_over_a_jsonl_task_runs_and_reports() {
     assert!(report.contains("## jsonl / pretrain"), "{report}");
     assert!(report.contains("| stratified | 2 |"), "{report}");
 }
+
+#[test]
+fn bench_measures_a_jsonl_task_and_reports_peak_memory() {
+    let data = example_dir().join("data.jsonl");
+    let out = skillit(
+        &[
+            "bench",
+            "--data",
+            data.to_str().unwrap(),
+            "--warmup",
+            "1",
+            "--steps",
+            "3",
+            "--evals",
+            "1",
+        ],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        json["task"].as_str().unwrap().starts_with("jsonl "),
+        "{json}"
+    );
+    assert!(json["ms_per_step"].as_f64().unwrap() > 0.0, "{json}");
+    // The process holds at least its binary and a model: tens of MiB, well under a GiB here.
+    let rss = json["peak_rss_mib"].as_f64().unwrap();
+    assert!((10.0..1024.0).contains(&rss), "{json}");
+}

@@ -7,6 +7,9 @@ pub struct BenchArgs {
     /// The task (default: the config's, else lego).
     #[arg(long, value_enum)]
     pub task: Option<TaskName>,
+    /// A JSONL task's file, as for `train`.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with = "task")]
+    pub data: Option<PathBuf>,
     /// The starting point: laptop or paper (default laptop).
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
@@ -41,6 +44,7 @@ impl BenchArgs {
     pub fn run(self) -> skillit::Result<()> {
         let BenchArgs {
             task,
+            data,
             preset,
             config,
             device,
@@ -51,7 +55,7 @@ impl BenchArgs {
             weights,
             random_init,
         } = self;
-        let (mut run, _) = base_config(task, None, preset, config.as_deref())?;
+        let (mut run, _) = base_config(task, data.as_deref(), preset, config.as_deref())?;
         set_model(&mut run, None, weights, random_init);
         if let Some(b) = batch_size {
             run.training.batch_size = b;
@@ -65,6 +69,16 @@ impl BenchArgs {
         let mut json = serde_json::to_value(&speed).expect("speed serializes");
         json["task"] = run.task.build()?.describe().into();
         json["examples_per_s"] = (1000.0 * speed.batch_size as f64 / speed.ms_per_step).into();
+        json["peak_rss_mib"] = peak_rss_mib().into();
         emit(&format!("{json}\n"))
     }
+}
+
+/// This process's peak resident memory in MiB (Linux's `VmHWM`; `None` elsewhere). On a GPU it
+/// counts the host side only.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
