@@ -175,15 +175,25 @@ fn run_id(prefix: &str, name: &str, params: &str, seed: u64) -> String {
     })
 }
 
+/// A sweep file's task with a JSONL path resolved against the file's folder.
+fn task_of(path: &Path, task: skillit_synthetic::TaskSpec) -> skillit_synthetic::TaskSpec {
+    task.relative_to(path.parent().unwrap_or(Path::new("")))
+}
+
+/// The task of the sweep file at `path` (a JSONL task's path resolved against the file's folder),
+/// so that a caller can read its data before [`plan`] does.
+pub fn read_task(path: &Path) -> Result<skillit_synthetic::TaskSpec> {
+    let file: SweepFile = read_toml(path)?;
+    Ok(task_of(path, file.task))
+}
+
 /// Reads and expands a sweep file whose runs go to `out`; every run's config is validated before
 /// anything runs. With a `[base]`, the base runs come first and every other run starts from its
 /// seed's base (`init`).
 pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
     let origin = path.display().to_string();
     let mut file: SweepFile = read_toml(path)?;
-    file.task = file
-        .task
-        .relative_to(path.parent().unwrap_or(Path::new("")));
+    file.task = task_of(path, file.task);
     let source = std::fs::read_to_string(path).unwrap_or_default();
     let bad = |field: &str, message: String| Error::Invalid {
         origin: origin.clone(),

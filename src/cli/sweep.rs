@@ -45,6 +45,7 @@ use skillit::sweep::{PlannedRun, SweepEvent};
 
 impl SweepArgs {
     pub fn run(self) -> skillit::Result<()> {
+        read_data(&skillit::sweep::read_task(&self.file)?)?;
         let plan = skillit::sweep::plan(&self.file, &self.out)?;
         skillit::sweep::check_reuse_dirs(&self.reuse)?;
         let shard = self
