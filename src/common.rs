@@ -1,5 +1,6 @@
 //! What config, graph and method share, below all three so that imports run one way: reading a
-//! TOML file (one bad-input line naming the file and the line) and the record of one evaluation.
+//! TOML file (one bad-input line naming the file and the line), reading a JSON record a run left,
+//! and the record of one evaluation.
 
 use std::path::Path;
 
@@ -33,4 +34,23 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
             .unwrap_or_else(|| "toml".into()),
         message: e.message().trim().to_string(),
     })
+}
+
+/// Reads the JSON record at `path` if there is one (`None` when it cannot be read); one that does
+/// not parse is one bad-input line naming the file, `field` and what it should have been.
+pub fn read_json_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    field: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Invalid {
+            origin: path.display().to_string(),
+            field: field.into(),
+            message: format!("is not {what}: {e}"),
+        })
 }

@@ -78,14 +78,11 @@ pub fn save_module(model: &Model, path: &Path) -> Result<()> {
 /// This run's checkpoint in the folder, if any; a checkpoint of another config is an error.
 pub(crate) fn read_checkpoint(paths: &RunPaths, config: &RunConfig) -> Result<Option<Checkpoint>> {
     let path = paths.checkpoint_state();
-    let Ok(bytes) = std::fs::read(&path) else {
+    let Some(ck) =
+        crate::common::read_json_record::<Checkpoint>(&path, "checkpoint", "a skillit checkpoint")?
+    else {
         return Ok(None);
     };
-    let ck: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-        origin: path.display().to_string(),
-        field: "checkpoint".into(),
-        message: format!("is not a skillit checkpoint: {e}"),
-    })?;
     if &ck.config != config {
         return Err(Error::Invalid {
             origin: paths.dir.display().to_string(),

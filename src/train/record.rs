@@ -90,14 +90,11 @@ impl DataRecord {
     /// file changed); returns whether the folder has one.
     pub fn check(&self, dir: &Path) -> Result<bool> {
         let path = dir.join("data.json");
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Some(before) =
+            crate::common::read_json_record::<DataRecord>(&path, "data", "a skillit data record")?
+        else {
             return Ok(false);
         };
-        let before: DataRecord = serde_json::from_slice(&bytes).map_err(|e| Error::Invalid {
-            origin: path.display().to_string(),
-            field: "data".into(),
-            message: format!("is not a skillit data record: {e}"),
-        })?;
         if before.sha256 != self.sha256 {
             return Err(Error::Invalid {
                 origin: self.path.clone(),
