@@ -237,3 +237,69 @@ fn bench_measures_a_jsonl_task_and_reports_peak_memory() {
     let rss = json["peak_rss_mib"].as_f64().unwrap();
     assert!((10.0..1024.0).contains(&rss), "{json}");
 }
+
+#[test]
+fn a_resumed_jsonl_run_repeats_the_uninterrupted_one_across_epochs() {
+    use skillit::config::{RunConfig, TrainingConfig};
+    use skillit::method::MethodSpec;
+    use skillit::synthetic::TaskSpec;
+    use skillit::train::{train, Flow, Progress, RunStatus};
+    // 50 rows of each of 2 skills, no split: 10 held out, 40 to train on; 80 steps × 32 draw about
+    // 1,280 of each skill, 32 epochs, stopped after the first round of 20 steps and resumed.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..100 {
+        let (skill, a, b) = (1 + i % 2, i % 7, i / 7);
+        text += &format!(
+            "{{\"skill\": {skill}, \"prompt\": \"s{skill} x{a} y{b} =\", \"answer\": \"x{a} y{b}\"}}\n"
+        );
+    }
+    let data = tmp.path().join("d.jsonl");
+    std::fs::write(&data, text).unwrap();
+    let config = RunConfig {
+        setting: "pretrain".into(),
+        task: TaskSpec::Jsonl {
+            path: data.display().to_string(),
+        },
+        model: ModelConfig {
+            d_model: 32,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 64,
+            context: 16,
+            ..ModelConfig::default()
+        },
+        training: TrainingConfig {
+            steps: 80,
+            warmup: 5,
+            steps_per_round: 20,
+            eval_every: 10,
+            val_per_skill: 10,
+            ..TrainingConfig::default()
+        },
+        method: MethodSpec::Stratified,
+        seed: 4,
+        target: None,
+        train_skills: None,
+        eval_skills: None,
+        init: None,
+    };
+    let flex = select(DeviceKind::Flex).unwrap();
+    let whole = tmp.path().join("whole");
+    let a = train(&config, &flex, &whole, None, &mut |_| Flow::Continue).unwrap();
+    let parts = tmp.path().join("parts");
+    let stopped = train(&config, &flex, &parts, None, &mut |p| match p {
+        Progress::RoundEnd { .. } => Flow::Stop,
+        _ => Flow::Continue,
+    })
+    .unwrap();
+    assert_eq!(stopped.status, RunStatus::Stopped { step: 20 });
+    let b = train(&config, &flex, &parts, None, &mut |_| Flow::Continue).unwrap();
+    assert_eq!(b.status, RunStatus::Finished);
+    let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(read(&whole), read(&parts));
+    let epochs = a.data.as_ref().unwrap().epochs.clone();
+    assert_eq!(b.data.unwrap().epochs, epochs);
+    // 80 × 32 / 2 = 1,280 rows of each skill from 40: exactly 32 epochs begun.
+    assert_eq!(epochs, [32, 32]);
+}
