@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use skillit::device::{select, DeviceKind};
 use skillit::model::ModelConfig;
-use skillit::synthetic::{stream_rng, Example, Purpose, Task, TaskSpec};
+use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
 
 /// (queried clause first, roots) of a depth-2 example's text
 /// `Input: b = val v , v = val p , … . Output: b = val p`.
@@ -49,6 +49,7 @@ fn main() {
         queries: 1,
         pointers: true,
         hops: 4,
+        order: skillit::synthetic::ChainOrder::Any,
     }
     .build()
     .unwrap();

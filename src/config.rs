@@ -236,6 +236,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
             queries: 1,
             pointers: false,
             hops: 1,
+            order: skillit_synthetic::ChainOrder::Any,
         },
         _ => TaskSpec::Lego {
             k,

@@ -107,6 +107,7 @@ impl GenerateRequest {
                 queries: 1,
                 pointers: false,
                 hops: 1,
+                order: skillit_synthetic::ChainOrder::Any,
             },
         })
     }

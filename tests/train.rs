@@ -723,6 +723,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         queries: 1,
         pointers: false,
         hops: 1,
+        order: skillit::synthetic::ChainOrder::Any,
     }
     .build()
     .unwrap();

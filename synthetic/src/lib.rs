@@ -29,7 +29,7 @@ pub use addition::Addition;
 pub use dataset::{stream_rng, Purpose, TrainStream, ValidationSet};
 pub use jsonl::{Jsonl, JsonlRows};
 pub use lego::{Lego, LegoGraph};
-pub use recall::Recall;
+pub use recall::{ChainOrder, Recall};
 pub use vocab::{Vocab, PAD, UNK};
 
 use serde::{Deserialize, Serialize};
@@ -248,6 +248,9 @@ pub enum TaskSpec {
         /// With pointers, adds s4..s(hops + 2): follow letter pointers 2..=hops deep.
         #[serde(default = "one", skip_serializing_if = "is_one")]
         hops: usize,
+        /// Where a chase's clauses stand in the text (`any`, `queried_first`, `queried_last`).
+        #[serde(default, skip_serializing_if = "is_any")]
+        order: ChainOrder,
     },
     /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
     /// file that names it when that file is read.
@@ -264,6 +267,10 @@ fn one() -> usize {
 
 fn is_one(v: &usize) -> bool {
     *v == 1
+}
+
+fn is_any(order: &ChainOrder) -> bool {
+    *order == ChainOrder::Any
 }
 
 fn default_addition_k() -> usize {
@@ -305,6 +312,7 @@ impl TaskSpec {
                 queries,
                 pointers,
                 hops,
+                order,
             } => {
                 let recall = Recall::with_queries(k, queries)?;
                 let recall = if pointers {
@@ -312,7 +320,7 @@ impl TaskSpec {
                 } else {
                     recall
                 };
-                Box::new(recall.with_hops(hops)?)
+                Box::new(recall.with_hops(hops)?.with_chain_order(order)?)
             }
         })
     }

@@ -46,6 +46,21 @@ use crate::{permutations, Error, Example, Task, TaskRng, Vocab};
 /// recall of a clause's letter).
 pub const SKILLS: usize = 2;
 
+/// Where a pointer chase's clauses stand relative to each other in the text (the other clauses
+/// stay where the shuffle put them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainOrder {
+    /// A uniform order, as LEGO's clauses.
+    #[default]
+    Any,
+    /// The queried clause first, each clause before the one it points to (the order a causal
+    /// model can follow while reading).
+    QueriedFirst,
+    /// The queried clause last, each clause after the one it points to.
+    QueriedLast,
+}
+
 /// One-hop recall over k literal clauses, q queries.
 #[derive(Debug, Clone)]
 pub struct Recall {
@@ -54,6 +69,8 @@ pub struct Recall {
     pointers: bool,
     /// The deepest pointer chain asked (1: pointers without chains).
     hops: usize,
+    /// The chase's clause order.
+    order: ChainOrder,
 }
 
 impl Recall {
@@ -85,6 +102,7 @@ impl Recall {
             queries,
             pointers: false,
             hops: 1,
+            order: ChainOrder::Any,
         })
     }
 
@@ -133,6 +151,22 @@ impl Recall {
         Ok(self)
     }
 
+    /// Puts the clauses of every pointer chase (skills s4..) in `order` (needs hops > 1 unless
+    /// `order` is `any`). The draws are those of `any`, the chase's clauses then moved among the
+    /// places the shuffle gave them, so the default's examples do not change.
+    pub fn with_chain_order(mut self, order: ChainOrder) -> Result<Self, Error> {
+        if order != ChainOrder::Any && self.hops == 1 {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "order",
+                value: format!("{order:?}"),
+                allowed: "a chain order needs hops > 1".into(),
+            });
+        }
+        self.order = order;
+        Ok(self)
+    }
+
     /// The number of clauses.
     pub fn k(&self) -> usize {
         self.k
@@ -172,6 +206,17 @@ impl Recall {
         }
         let mut order: Vec<usize> = (0..k).collect();
         order.shuffle(rng);
+        if self.order != ChainOrder::Any {
+            // The places of the chain's clauses (0..depth, c_1 first), in reading order, get the
+            // chain in the asked order: the queried clause c_depth first or last.
+            let places: Vec<usize> = (0..k).filter(|&i| order[i] < depth).collect();
+            for (j, &place) in places.iter().enumerate() {
+                order[place] = match self.order {
+                    ChainOrder::QueriedFirst => depth - 1 - j,
+                    _ => j,
+                };
+            }
+        }
         let name = |n: usize| lego::LETTER_A + letters[n] as u32;
         let mut tokens = Vec::with_capacity(self.seq_len());
         tokens.push(lego::INPUT);
@@ -325,6 +370,11 @@ impl Task for Recall {
         if self.hops > 1 {
             d += &format!(" hops={}", self.hops);
         }
+        match self.order {
+            ChainOrder::Any => {}
+            ChainOrder::QueriedFirst => d += " order=queried_first",
+            ChainOrder::QueriedLast => d += " order=queried_last",
+        }
         d
     }
 }
@@ -456,6 +506,77 @@ mod tests {
         assert!(bad(pointers.clone().with_hops(5)).contains("hops must be in 1..=k − 1 = 4"));
         assert!(bad(Recall::new(5).unwrap().with_hops(2)).contains("pointers = true"));
         assert!(task.capacity(6) >= 26 * 25 * 24 * 23 * 22 * 21 * 20);
+    }
+
+    #[test]
+    fn a_chain_order_moves_only_the_chase_clauses() {
+        let any = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_hops(4)
+            .unwrap();
+        let first = any
+            .clone()
+            .with_chain_order(ChainOrder::QueriedFirst)
+            .unwrap();
+        let last = any
+            .clone()
+            .with_chain_order(ChainOrder::QueriedLast)
+            .unwrap();
+        // (name, target) per clause in reading order, and the queried name.
+        let clauses = |e: &Example| {
+            let text = e.text(VOCAB);
+            let (input, output) = text.split_once(" . Output: ").unwrap();
+            let cs: Vec<(String, String)> = input
+                .trim_start_matches("Input: ")
+                .split(" , ")
+                .map(|c| {
+                    let w: Vec<&str> = c.split_whitespace().collect();
+                    (w[0].to_string(), w[3].to_string())
+                })
+                .collect();
+            (cs, output.split_whitespace().next().unwrap().to_string())
+        };
+        for skill in 4..=6 {
+            for seed in 0..50 {
+                let draw = |t: &Recall| t.example(skill, &mut stream_rng(seed, Purpose::TRAIN, 9));
+                let (a, f, l) = (draw(&any), draw(&first), draw(&last));
+                // The same answer and the same clauses, only their order differs.
+                assert_eq!(a.answer_token(), f.answer_token());
+                assert_eq!(a.answer_token(), l.answer_token());
+                let (ca, q) = clauses(&a);
+                let (cf, _) = clauses(&f);
+                let (cl, _) = clauses(&l);
+                let sorted = |mut v: Vec<(String, String)>| {
+                    v.sort();
+                    v
+                };
+                assert_eq!(sorted(ca.clone()), sorted(cf.clone()));
+                assert_eq!(sorted(ca), sorted(cl.clone()));
+                // Follow the chain from the query: each hop's clause stands after (queried
+                // first) or before (queried last) the one that points to it.
+                let place =
+                    |cs: &[(String, String)], name: &str| cs.iter().position(|c| c.0 == name);
+                for (cs, later) in [(&cf, true), (&cl, false)] {
+                    let mut at = place(cs, &q).unwrap();
+                    let mut hops = 1;
+                    while let Some(next) = place(cs, &cs[at].1) {
+                        assert_eq!(next > at, later, "skill {skill} seed {seed}: {cs:?}");
+                        at = next;
+                        hops += 1;
+                    }
+                    assert_eq!(hops, skill - 2);
+                }
+            }
+        }
+        let bad = Recall::new(5)
+            .unwrap()
+            .with_chain_order(ChainOrder::QueriedLast);
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("a chain order needs hops > 1"));
     }
 
     fn task_draws(task: &Recall, skill: usize) -> Vec<Example> {
