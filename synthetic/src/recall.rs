@@ -24,7 +24,9 @@
 //! clause), every operator is `val`, and the answer is the letter at the end of the queried
 //! variable's chain. That is LEGO's lookup, hop after hop, without its bits and parities: the
 //! answer is a 26-way letter, so each hop learned narrows it (a first-order signal), where LEGO's
-//! XOR of operators gives none until the whole path is known.
+//! XOR of operators gives none until the whole path is known. `order` places a chase's clauses:
+//! `any` (uniform, as LEGO), `queried_first` (each clause before the one it points to) or
+//! `queried_last` (each after it); the other clauses stay where the shuffle put them.
 //!
 //! With `queries` = q > 1 the output asks q distinct variables in turn (`Output: v = val 0 ,
 //! h = val 1 , b = val 0`), each answer supervised by the whole-sequence loss: q lookups per
