@@ -528,38 +528,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
             eval_skills: None,
             init: None,
         };
-        let flex = select(DeviceKind::Flex).unwrap();
-        let whole = tempfile::tempdir().unwrap();
-        let a = train(&config, &flex, whole.path(), None, &mut |_| Flow::Continue).unwrap();
-        let parts = tempfile::tempdir().unwrap();
-        let stopped = train(&config, &flex, parts.path(), None, &mut |p| match p {
-            Progress::RoundEnd { step, .. } if step >= 20 => Flow::Stop,
-            _ => Flow::Continue,
-        })
-        .unwrap();
-        // The first checkpoint: the end of the first round of 20 steps; methods with their own
-        // round lengths checkpoint at the first round end at least 20 steps in.
-        let RunStatus::Stopped { step } = stopped.status else {
-            panic!("{name}: {:?}", stopped.status);
-        };
-        assert!(
-            step == 20 || (step > 20 && step < 80 && name != "stratified"),
-            "{name}: stopped at {step}"
-        );
-        assert!(parts.path().join("checkpoint/state.json").exists());
-        let b = train(&config, &flex, parts.path(), None, &mut |_| Flow::Continue).unwrap();
-        assert_eq!(b.status, RunStatus::Finished, "{name}");
-        let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
-        assert_eq!(
-            read(whole.path()),
-            read(parts.path()),
-            "{name}: metrics differ after resuming"
-        );
-        assert_eq!(a.examples_per_skill, b.examples_per_skill, "{name}");
-        assert!(
-            !parts.path().join("checkpoint").exists(),
-            "a finished run drops its checkpoint"
-        );
+        resume_repeats_the_whole_run(&config, name);
     }
     // A folder holding another config's checkpoint is refused.
     let dir = tempfile::tempdir().unwrap();
@@ -584,6 +553,93 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
     let other = RunConfig { seed: 9, ..config };
     let err = train(&other, &flex, dir.path(), None, &mut |_| Flow::Continue).unwrap_err();
     assert!(err.to_string().contains("another config"), "{err}");
+}
+
+/// Trains `config` once uninterrupted and once stopped at its first checkpoint at least 20 steps
+/// in and trained again into the same folder, checks that the resumed run's metrics equal the
+/// uninterrupted one's byte for byte, and returns both manifests (`name` labels the messages).
+fn resume_repeats_the_whole_run(
+    config: &RunConfig,
+    name: &str,
+) -> (skillit::train::Manifest, skillit::train::Manifest) {
+    let flex = select(DeviceKind::Flex).unwrap();
+    let whole = tempfile::tempdir().unwrap();
+    let a = train(config, &flex, whole.path(), None, &mut |_| Flow::Continue).unwrap();
+    let parts = tempfile::tempdir().unwrap();
+    let stopped = train(config, &flex, parts.path(), None, &mut |p| match p {
+        Progress::RoundEnd { step, .. } if step >= 20 => Flow::Stop,
+        _ => Flow::Continue,
+    })
+    .unwrap();
+    // The first checkpoint: the end of the first round of 20 steps; methods with their own
+    // round lengths checkpoint at the first round end at least 20 steps in.
+    let RunStatus::Stopped { step } = stopped.status else {
+        panic!("{name}: {:?}", stopped.status);
+    };
+    assert!(
+        step == 20 || (step > 20 && step < 80 && name != "stratified"),
+        "{name}: stopped at {step}"
+    );
+    assert!(parts.path().join("checkpoint/state.json").exists());
+    let b = train(config, &flex, parts.path(), None, &mut |_| Flow::Continue).unwrap();
+    assert_eq!(b.status, RunStatus::Finished, "{name}");
+    let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(
+        read(whole.path()),
+        read(parts.path()),
+        "{name}: metrics differ after resuming"
+    );
+    assert_eq!(a.examples_per_skill, b.examples_per_skill, "{name}");
+    assert!(
+        !parts.path().join("checkpoint").exists(),
+        "a finished run drops its checkpoint"
+    );
+    (a, b)
+}
+
+#[test]
+fn a_resumed_jsonl_run_repeats_the_uninterrupted_one_across_epochs() {
+    // 50 rows of each of 2 skills, no split: 10 held out, 40 to train on; 80 steps × 32 draw 1,280
+    // of each skill, 32 epochs, stopped after the first round of 20 steps and resumed.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..100 {
+        let (skill, a, b) = (1 + i % 2, i % 7, i / 7);
+        text += &format!(
+            "{{\"skill\": {skill}, \"prompt\": \"s{skill} x{a} y{b} =\", \"answer\": \"x{a} y{b}\"}}\n"
+        );
+    }
+    let data = tmp.path().join("d.jsonl");
+    std::fs::write(&data, text).unwrap();
+    let config = RunConfig {
+        setting: "pretrain".into(),
+        task: TaskSpec::Jsonl {
+            path: data.display().to_string(),
+        },
+        model: ModelConfig {
+            context: 16,
+            ..tiny_model()
+        },
+        training: TrainingConfig {
+            steps: 80,
+            warmup: 5,
+            steps_per_round: 20,
+            eval_every: 10,
+            val_per_skill: 10,
+            ..TrainingConfig::default()
+        },
+        method: MethodSpec::Stratified,
+        seed: 4,
+        target: None,
+        train_skills: None,
+        eval_skills: None,
+        init: None,
+    };
+    let (a, b) = resume_repeats_the_whole_run(&config, "jsonl");
+    let epochs = a.data.as_ref().unwrap().epochs.clone();
+    assert_eq!(b.data.unwrap().epochs, epochs);
+    // 80 × 32 / 2 = 1,280 rows of each skill from 40: exactly 32 epochs begun.
+    assert_eq!(epochs, [32, 32]);
 }
 
 #[test]
