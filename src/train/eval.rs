@@ -99,6 +99,21 @@ fn per_example_mean(per_token: Tensor<1>, batch: &[&Example], device: &Device) -
     m.matmul(per_token.reshape([n, 1])).reshape([batch.len()])
 }
 
+/// Per example, whether all of its `answer_len` answer tokens are right, from `hit` laid out as
+/// [`answer_token_log_probs`] lays the tokens (each example's slice consumed whole, whatever its
+/// first miss).
+fn every_token_right(hit: &[bool], batch: &[&Example]) -> Vec<bool> {
+    let mut start = 0;
+    batch
+        .iter()
+        .map(|e| {
+            let own = &hit[start..start + e.answer_len];
+            start += e.answer_len;
+            own.iter().all(|&h| h)
+        })
+        .collect()
+}
+
 /// Each example's answer cross-entropy under `model` (the mean over its answer tokens) and whether
 /// its greedy answer is right (every answer token, teacher-forced), in batches of 512 (one forward
 /// each).
@@ -123,12 +138,7 @@ pub(crate) fn answer_scores(
             .collect();
         let per_example = per_example_mean(picked.neg(), chunk, device);
         nll.extend(per_example.into_data().iter::<f64>());
-        let mut tokens = hit.into_iter();
-        correct.extend(
-            chunk
-                .iter()
-                .map(|e| tokens.by_ref().take(e.answer_len).all(|h| h)),
-        );
+        correct.extend(every_token_right(&hit, chunk));
     }
     (nll, correct)
 }
@@ -178,5 +188,29 @@ pub fn example_losses(
             let n = answers.dims()[0];
             per_example_mean(lp.gather(1, answers).reshape([n]).neg(), batch, device)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_right_only_when_each_of_its_own_tokens_is() {
+        // Answers of 2, 1 and 3 tokens; hits laid out example after example:
+        // [miss, hit | miss | hit, hit, hit] → wrong, wrong, right. A reader that stopped at the
+        // first example's miss would take its second token (hit) for the second example's and
+        // give wrong, right, wrong.
+        let e = |answer_len| Example {
+            skill: 1,
+            tokens: vec![1; 6],
+            answer_pos: 1,
+            answer_len,
+        };
+        let (a, b, c) = (e(2), e(1), e(3));
+        let hit = [false, true, false, true, true, true];
+        assert_eq!(every_token_right(&hit, &[&a, &b, &c]), [false, false, true]);
+        let all = [true; 6];
+        assert_eq!(every_token_right(&all, &[&a, &b, &c]), [true, true, true]);
     }
 }
