@@ -387,3 +387,42 @@ fn a_full_disk_stops_the_sweep_cleanly() {
         "{stderr}"
     );
 }
+
+/// `skillit train` into a folder that holds a finished run refuses (exit 2, one line, nothing
+/// touched) instead of starting over on top of it; `--force` trains it again, and the same seed
+/// gives the same metrics.
+#[test]
+fn train_never_overwrites_a_finished_run_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let train = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_skillit"))
+            .args(["train", "--preset", "laptop", "--steps", "60", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let finished = finished_manifests(&out);
+    let metrics = std::fs::read(out.join("metrics.csv")).unwrap();
+    let o = train(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: {}: --out: holds a finished run (",
+            out.display()
+        )) && stderr.contains("pass --force"),
+        "{stderr}"
+    );
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished_manifests(&out), finished);
+    assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics);
+    let o = train(&["--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics);
+    assert_eq!(finished_manifests(&out).len(), 1);
+}

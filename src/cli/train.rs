@@ -62,6 +62,11 @@ pub struct TrainArgs {
     /// an earlier run's model.bpk of the same shape, instead of a fresh initialisation.
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
+    /// Train again from the start into an --out that holds a finished run (its manifest.json,
+    /// metrics.csv and weights are replaced). Without it such a folder is refused, so a finished
+    /// run is never overwritten by accident; an unfinished one always resumes.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl TrainArgs {
@@ -84,6 +89,7 @@ impl TrainArgs {
             weights,
             random_init,
             init,
+            force,
         } = self;
         let (mut run, task_name) = base_config(task, data.as_deref(), preset, config.as_deref())?;
         if let Some(path) = &init {
@@ -114,6 +120,7 @@ impl TrainArgs {
         }
         run.validate("command line")?;
         skillit::results::prepare_output_dir(&out, "--out")?;
+        refuse_finished(&out, force)?;
         let selected = skillit::device::select(device)?;
         let task = run.task.build()?;
         if let Some(data) = skillit::train::DataRecord::of(task.as_ref()) {
@@ -160,4 +167,32 @@ impl TrainArgs {
         );
         Ok(())
     }
+}
+
+/// A finished run in `out` is kept unless `force`: then its manifest goes first, so a retraining
+/// killed part-way leaves an unfinished run that resumes, never a finished manifest beside the new
+/// run's partial metrics.
+fn refuse_finished(out: &std::path::Path, force: bool) -> skillit::Result<()> {
+    let Ok(recorded) = skillit::train::read_manifest(out) else {
+        return Ok(());
+    };
+    if recorded.status != "finished" {
+        return Ok(());
+    }
+    if !force {
+        return Err(skillit::Error::Invalid {
+            origin: out.display().to_string(),
+            field: "--out".into(),
+            message: format!(
+                "holds a finished run ({}, {} steps); choose another --out, or pass --force to \
+                 train it again from the start",
+                recorded.run_id, recorded.config.training.steps
+            ),
+        });
+    }
+    std::fs::remove_file(out.join("manifest.json")).map_err(|e| skillit::Error::Invalid {
+        origin: out.display().to_string(),
+        field: "--force".into(),
+        message: format!("its manifest.json cannot be removed: {e}"),
+    })
 }
