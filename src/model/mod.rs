@@ -45,6 +45,7 @@ use crate::{Error, Result};
 pub mod base;
 pub mod codec;
 pub mod gpt_neo;
+pub mod packed;
 
 pub use codec::{Codec, TextCodec};
 pub use gpt_neo::{GptNeo, GptNeoConfig};

@@ -30,6 +30,7 @@ use crate::{Error, Result};
 mod checkpoint;
 mod eval;
 mod optim;
+mod packed;
 mod record;
 mod speed;
 
@@ -37,6 +38,7 @@ use checkpoint::*;
 pub use checkpoint::{save_module, tidy_run, RunPaths};
 pub use eval::{batch_loss, evaluate, example_losses, score};
 pub use optim::{learning_rate, optimizer, train_step, train_step_weighted};
+pub use packed::{batches_can_pack, packed_example_losses, packed_optimizer, packed_train_step};
 use record::*;
 pub use record::{read_manifest, DataRecord, Manifest, RecordedRun, RunStatus};
 pub use speed::{measure_speed, Speed};

@@ -13,14 +13,17 @@ pub fn learning_rate(peak: f64, step: u64, warmup: u64, total: u64) -> f64 {
     }
 }
 
-/// Collects the ids of the rank-1 parameters (biases, LayerNorm γ and β): no weight decay on them.
-#[derive(Default)]
-pub(crate) struct VectorParams(Vec<ParamId>);
+/// Collects the ids of the parameters of rank `rank` (one run's rank-1 parameters: biases,
+/// LayerNorm γ and β; rank 2 in a pack): no weight decay on them.
+pub(crate) struct VectorParams {
+    rank: usize,
+    ids: Vec<ParamId>,
+}
 
 impl ModuleVisitor for VectorParams {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D == 1 {
-            self.0.push(param.id);
+        if D == self.rank {
+            self.ids.push(param.id);
         }
     }
 }
@@ -76,14 +79,26 @@ pub(crate) fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_n
 /// AdamW with decoupled weight decay on the matrices and none on the rank-1 parameters (biases,
 /// LayerNorm), as the authors' Hugging Face trainer groups them.
 pub fn optimizer(model: &Model, t: &crate::config::TrainingConfig) -> ModuleOptimizer {
-    let mut no_decay = VectorParams::default();
+    grouped_adamw(model, t, 1)
+}
+
+/// [`optimizer`] for any module whose no-decay parameters are those of rank `vector_rank`.
+pub(crate) fn grouped_adamw<M: Module>(
+    model: &M,
+    t: &crate::config::TrainingConfig,
+    vector_rank: usize,
+) -> ModuleOptimizer {
+    let mut no_decay = VectorParams {
+        rank: vector_rank,
+        ids: Vec::new(),
+    };
     model.visit(&mut no_decay);
     let adamw = || AdamWConfig::new().with_epsilon(t.eps as f32);
     adamw()
         .with_weight_decay(t.weight_decay as f32)
         .init()
         .with_group(
-            ParamGroup::from_ids(no_decay.0),
+            ParamGroup::from_ids(no_decay.ids),
             adamw().with_weight_decay(0.0).build(),
             None,
         )
