@@ -149,3 +149,30 @@ fn a_pack_trains_each_run_as_alone_answer_loss() {
 fn a_pack_trains_each_run_as_alone_whole_sequence_loss() {
     packed_matches_alone(TaskSpec::Addition { k: 3 }, LossKind::Full, 1e-4);
 }
+
+/// `skillit bench --pack R` measures the pack beside the single run: R runs per packed step.
+#[test]
+fn bench_measures_a_pack_beside_one_run() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_skillit"))
+        .args([
+            "bench", "--preset", "laptop", "--pack", "3", "--warmup", "1", "--steps", "3",
+            "--evals", "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let one = json["ms_per_step"].as_f64().unwrap();
+    assert!(
+        (json["runs_steps_per_s"].as_f64().unwrap() - 1000.0 / one).abs() < 1e-9,
+        "{json}"
+    );
+    let packed = &json["packed"];
+    assert_eq!(packed["runs"], 3, "{json}");
+    let ms = packed["ms_per_packed_step"].as_f64().unwrap();
+    assert!(ms > 0.0, "{json}");
+    assert!(
+        (packed["runs_steps_per_s"].as_f64().unwrap() - 3000.0 / ms).abs() < 1e-9,
+        "{json}"
+    );
+}

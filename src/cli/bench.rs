@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// then needs no weights file: speed does not depend on the values).
     #[arg(long)]
     pub random_init: bool,
+    /// Also measure R runs trained as one pack (issue 24): prints `packed` beside the single
+    /// run's step, with runs·steps per second for both.
+    #[arg(long, value_name = "R")]
+    pub pack: Option<usize>,
 }
 
 impl BenchArgs {
@@ -54,6 +58,7 @@ impl BenchArgs {
             batch_size,
             weights,
             random_init,
+            pack,
         } = self;
         let (mut run, _) = base_config(task, data.as_deref(), preset, config.as_deref())?;
         set_model(&mut run, None, weights, random_init);
@@ -63,12 +68,21 @@ impl BenchArgs {
         if steps == 0 {
             return Err(skillit::Error::flag("--steps", "must be at least 1"));
         }
+        if pack == Some(0) {
+            return Err(skillit::Error::flag("--pack", "must be at least 1"));
+        }
         run.validate("command line")?;
         let selected = skillit::device::select(device)?;
         let speed = skillit::train::measure_speed(&run, &selected, warmup, steps, evals)?;
         let mut json = serde_json::to_value(&speed).expect("speed serializes");
         json["task"] = run.task.build()?.describe().into();
         json["examples_per_s"] = (1000.0 * speed.batch_size as f64 / speed.ms_per_step).into();
+        json["runs_steps_per_s"] = (1000.0 / speed.ms_per_step).into();
+        if let Some(runs) = pack {
+            let packed =
+                skillit::train::measure_packed_speed(&run, &selected, runs, warmup, steps)?;
+            json["packed"] = serde_json::to_value(&packed).expect("speed serializes");
+        }
         json["peak_rss_mib"] = peak_rss_mib().into();
         emit(&format!("{json}\n"))
     }

@@ -41,7 +41,7 @@ pub use optim::{learning_rate, optimizer, train_step, train_step_weighted};
 pub use packed::{batches_can_pack, packed_example_losses, packed_optimizer, packed_train_step};
 use record::*;
 pub use record::{read_manifest, DataRecord, Manifest, RecordedRun, RunStatus};
-pub use speed::{measure_speed, Speed};
+pub use speed::{measure_packed_speed, measure_speed, PackedSpeed, Speed};
 
 /// The burn release skillit is built against (pinned with `=` in Cargo.toml).
 pub const BURN_VERSION: &str = "0.22.1";
