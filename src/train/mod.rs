@@ -38,7 +38,9 @@ use checkpoint::*;
 pub use checkpoint::{save_module, tidy_run, RunPaths};
 pub use eval::{batch_loss, evaluate, example_losses, score};
 pub use optim::{learning_rate, optimizer, train_step, train_step_weighted};
-pub use packed::{batches_can_pack, packed_example_losses, packed_optimizer, packed_train_step};
+pub use packed::{
+    batches_can_pack, packed_example_losses, packed_optimizer, packed_train_step, Pack, PackSlot,
+};
 use record::*;
 pub use record::{read_manifest, DataRecord, Manifest, RecordedRun, RunStatus};
 pub use speed::{measure_packed_speed, measure_speed, PackedSpeed, Speed};
@@ -127,6 +129,21 @@ pub fn train(
     run_id: Option<&str>,
     progress: &mut dyn FnMut(Progress) -> Flow,
 ) -> Result<Manifest> {
+    train_in_pack(config, selected, out, run_id, None, progress)
+}
+
+/// [`train`], the run's steps taken in `pack` with the other runs of a [`Pack`] when given (issue
+/// 24): the run's folder, metrics, manifest and checkpoints are exactly those of [`train`], its
+/// numbers within float rounding of them (tests/packed.rs). A method that learns from a
+/// reference run (DoReMi) weighs each step by it and cannot be packed.
+pub fn train_in_pack(
+    config: &RunConfig,
+    selected: &Selected,
+    out: &Path,
+    run_id: Option<&str>,
+    pack: Option<PackSlot>,
+    progress: &mut dyn FnMut(Progress) -> Flow,
+) -> Result<Manifest> {
     config.validate("run config")?;
     crate::results::prepare_output_dir(out, "out")?;
     tidy_run(out);
@@ -157,8 +174,19 @@ pub fn train(
     };
     let train_skills = config.train_skills(task.as_ref());
     let setup = Setup::new(config, selected, &paths, task.as_ref(), &train_skills);
+    if pack.is_some() && reference.is_some() {
+        return Err(Error::Invalid {
+            origin: run_id.clone(),
+            field: "pack".into(),
+            message: format!(
+                "{} weighs its steps by a reference run and cannot be packed",
+                method.name()
+            ),
+        });
+    }
     let (mut learner, codec, pretrained) =
         start_learner(&setup, task.as_ref(), method.as_ref(), reference.as_ref())?;
+    learner.pack = pack;
     let pool = draw_pool(&setup, method.as_mut(), &mut stream, &learner, &codec)?;
     let encoded_validation = codec.encode(validation.iter().cloned().collect())?;
     let mut recorder = Recorder {
@@ -187,6 +215,10 @@ pub fn train(
     let status = train_rounds(&setup, &mut loop_state, &codec, started, progress)?;
     if status == RunStatus::Finished {
         save_module(learner.model(), &paths.weights())?;
+    }
+    if let Some(slot) = learner.pack.take() {
+        // Out of the pack before the manifest: the others step on without this run.
+        drop(slot);
     }
     let manifest = Manifest {
         run_id: run_id.clone(),
@@ -289,13 +321,38 @@ struct Learner {
     model: Option<Model>,
     optim: ModuleOptimizer,
     reference_model: Option<Model>,
+    /// The run's place in a pack: once joined, its weights and optimizer state live there and
+    /// `model` is a copy refreshed when read (`stale` after each packed step).
+    pack: Option<PackSlot>,
+    stale: bool,
 }
 
 impl Learner {
-    fn model(&self) -> &Model {
+    fn model(&mut self) -> &Model {
+        if self.stale {
+            if let (Some(slot), Some(model)) = (&self.pack, &mut self.model) {
+                slot.weights_into(model);
+            }
+            self.stale = false;
+        }
         self.model
             .as_ref()
             .expect("the model is in place between steps")
+    }
+
+    /// The run's optimizer as a checkpoint saves it: its own, or its share of the pack's.
+    fn run_optimizer(
+        &mut self,
+        t: &crate::config::TrainingConfig,
+    ) -> Result<Option<ModuleOptimizer>> {
+        match &self.pack {
+            Some(slot) if slot.joined() => {
+                let fresh = optimizer(self.model(), t);
+                let slot = self.pack.as_ref().expect("checked above");
+                slot.optimizer(fresh).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     fn take_model(&mut self) -> Model {
@@ -393,6 +450,8 @@ fn start_learner(
         model: Some(model),
         optim,
         reference_model,
+        pack: None,
+        stale: false,
     };
     Ok((learner, codec, pretrained))
 }
@@ -419,7 +478,12 @@ fn draw_pool(
     }
     let losses = match method.scores_pool() {
         true => score(
-            &learner.model().valid(),
+            // Before the first step: the model is the run's own, never stale.
+            &learner
+                .model
+                .as_ref()
+                .expect("the model is in place")
+                .valid(),
             &codec.encoded(&pool)?,
             &setup.selected.device,
         ),
@@ -578,16 +642,32 @@ fn train_round(
         let skills: Vec<usize> = batch.iter().map(|e| e.skill).collect();
         let learner = &mut *s.learner;
         let method = &mut *s.method;
-        let (next, losses) = train_step_weighted(
-            learner.take_model(),
-            &mut learner.optim,
-            &batch,
-            t,
-            lr,
-            &setup.device,
-            &mut |l| method.weigh_step(&skills, l, &reference_losses),
-        );
-        learner.model = Some(next);
+        let losses = match &mut learner.pack {
+            Some(slot) => {
+                if !slot.joined() {
+                    let model = learner.model.clone().expect("the model is in place");
+                    let fresh = optimizer(&model, t);
+                    slot.join(model, std::mem::replace(&mut learner.optim, fresh))?;
+                }
+                let examples = batch.iter().map(|&e| e.clone()).collect();
+                let losses = slot.step(examples, lr)?;
+                learner.stale = true;
+                losses
+            }
+            None => {
+                let (next, losses) = train_step_weighted(
+                    learner.take_model(),
+                    &mut learner.optim,
+                    &batch,
+                    t,
+                    lr,
+                    &setup.device,
+                    &mut |l| method.weigh_step(&skills, l, &reference_losses),
+                );
+                learner.model = Some(next);
+                losses
+            }
+        };
         let loss_value = losses.iter().sum::<f64>() / losses.len() as f64;
         for (e, l) in batch.iter().zip(&losses) {
             round_loss[e.skill - 1].0 += l;
@@ -624,11 +704,17 @@ fn train_round(
 /// The checkpoint at a round's end: the model, the optimizer and where the run stands.
 fn write_round_checkpoint(setup: &Setup, s: &mut LoopState, started: Instant) -> Result<()> {
     s.at.last_checkpoint = s.at.step;
+    let packed_optim = s.learner.run_optimizer(setup.t)?;
     let at = &*s.at;
+    let learner = &mut *s.learner;
+    learner.model();
     write_checkpoint(
         setup.paths,
-        s.learner.model(),
-        &s.learner.optim,
+        learner
+            .model
+            .as_ref()
+            .expect("the model is in place between steps"),
+        packed_optim.as_ref().unwrap_or(&learner.optim),
         &Checkpoint {
             config: setup.config.clone(),
             step: at.step,

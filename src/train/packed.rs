@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::model::packed::PackedTransformer;
+use std::collections::{BTreeMap, HashMap};
 
 /// Whether batches of these examples can be trained as a pack under `loss`: every example's
 /// answer is one token (the synthetic tasks'; multi-token JSONL answers train unpacked).
@@ -170,4 +171,447 @@ pub fn packed_train_step(
         clip_run_norms(&model, &mut grads, t.grad_clip);
     }
     (optim.step(lr, model, grads), values)
+}
+
+/// Every float parameter of a module in visit order: its id and shape.
+struct ParamList(Vec<(ParamId, Vec<usize>)>);
+
+impl ModuleVisitor for ParamList {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push((param.id, param.val().dims().to_vec()));
+    }
+}
+
+fn param_list<M: Module>(module: &M) -> Vec<(ParamId, Vec<usize>)> {
+    let mut list = ParamList(Vec::new());
+    module.visit(&mut list);
+    list.0
+}
+
+/// The pack's parameter ids beside the run model's, parameter by parameter: the packed model
+/// mirrors the scratch transformer field for field, so their visit orders align; checked here
+/// by shape (each packed shape is `[R]` followed by the run's).
+pub(crate) fn aligned_ids(pack: &PackedTransformer, model: &Model) -> Vec<(u64, u64)> {
+    let packed = param_list(pack);
+    let own = param_list(model);
+    assert_eq!(packed.len(), own.len(), "a pack mirrors its runs' models");
+    packed
+        .iter()
+        .zip(&own)
+        .map(|((p, ps), (o, os))| {
+            assert_eq!(&ps[1..], &os[..], "a pack mirrors its runs' models");
+            (p.val(), o.val())
+        })
+        .collect()
+}
+
+fn record_error(e: impl std::fmt::Debug) -> Error {
+    Error::Invalid {
+        origin: "packed optimizer state".into(),
+        field: "record".into(),
+        message: format!("cannot be converted: {e:?}"),
+    }
+}
+
+/// The burnpack tensors and scalars of an optimizer's state.
+fn optimizer_parts(
+    optim: &ModuleOptimizer,
+) -> Result<(Vec<burn_pack::Tensor>, BTreeMap<String, burn_pack::Scalar>)> {
+    let bytes = optim.into_bytes().map_err(record_error)?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(record_error)?;
+    let scalars = reader.scalars().clone();
+    Ok((reader.into_tensors().map_err(record_error)?, scalars))
+}
+
+/// The optimizer state keyed by `{id}.…` renamed to `{to}.…` for each `(id, to)` of `ids`.
+fn rename(key: &str, ids: &HashMap<u64, u64>) -> Option<String> {
+    let (id, rest) = key.split_once('.')?;
+    let to = ids.get(&id.parse::<u64>().ok()?)?;
+    Some(format!("{to}.{rest}"))
+}
+
+/// `optim` (built for a model of `model_ids`) loaded with `tensors` and `scalars`.
+fn with_parts(
+    optim: ModuleOptimizer,
+    tensors: Vec<burn_pack::Tensor>,
+    scalars: BTreeMap<String, burn_pack::Scalar>,
+) -> Result<ModuleOptimizer> {
+    let mut writer = burn_pack::Writer::new(tensors);
+    for (key, value) in &scalars {
+        writer = writer.with_scalar(key, *value);
+    }
+    let bytes = writer.into_bytes().map_err(record_error)?;
+    optim.from_bytes(bytes).map_err(record_error)
+}
+
+/// Run r's share of a pack's AdamW state, loaded into `fresh` (the optimizer [`optimizer`] builds
+/// for run r's model): each packed moment's slice r under run r's parameter id, the step counts
+/// as they are. `ids`: [`aligned_ids`] for run r.
+pub(crate) fn unstack_optimizer(
+    packed: &ModuleOptimizer,
+    ids: &[(u64, u64)],
+    r: usize,
+    fresh: ModuleOptimizer,
+) -> Result<ModuleOptimizer> {
+    let (tensors, scalars) = optimizer_parts(packed)?;
+    let to_run: HashMap<u64, u64> = ids.iter().copied().collect();
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let (name, dtype, shape, param_id, bytes) = t.into_parts().map_err(record_error)?;
+        let (Some(name), Some(id)) = (rename(&name, &to_run), param_id) else {
+            continue;
+        };
+        let dims = shape.to_vec();
+        let per_run = bytes.len() / dims[0];
+        let slice = bytes[r * per_run..(r + 1) * per_run].to_vec();
+        out.push(burn_pack::Tensor::new(
+            name,
+            dtype,
+            dims[1..].to_vec(),
+            to_run.get(&id).copied(),
+            burn_pack::Bytes::from_bytes_vec(slice),
+        ));
+    }
+    let scalars = scalars
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = rename(key, &to_run)?;
+            // Each parameter's rank: one less than the packed one's.
+            let value = match (key.ends_with(".__rank"), value) {
+                (true, burn_pack::Scalar::UInt(n)) => burn_pack::Scalar::UInt(n - 1),
+                (true, burn_pack::Scalar::Int(n)) => burn_pack::Scalar::Int(n - 1),
+                _ => *value,
+            };
+            Some((name, value))
+        })
+        .collect();
+    with_parts(fresh, out, scalars)
+}
+
+/// The pack's AdamW state from its runs' own (`runs[r]`: run r's optimizer and [`aligned_ids`]),
+/// loaded into `fresh` (the pack's [`packed_optimizer`]): each moment stacked on the run axis.
+/// The runs must be at the same step (their step counts agree).
+pub(crate) fn stack_optimizers(
+    runs: &[(&ModuleOptimizer, Vec<(u64, u64)>)],
+    fresh: ModuleOptimizer,
+) -> Result<ModuleOptimizer> {
+    let mut parts = Vec::with_capacity(runs.len());
+    for (optim, ids) in runs {
+        let to_pack: HashMap<u64, u64> = ids.iter().map(|&(p, o)| (o, p)).collect();
+        let (tensors, scalars) = optimizer_parts(optim)?;
+        let mut by_name = BTreeMap::new();
+        for t in tensors {
+            let (name, dtype, shape, _, bytes) = t.into_parts().map_err(record_error)?;
+            if let Some(name) = rename(&name, &to_pack) {
+                by_name.insert(name, (dtype, shape.to_vec(), bytes));
+            }
+        }
+        let scalars: BTreeMap<String, burn_pack::Scalar> = scalars
+            .iter()
+            .filter_map(|(k, v)| Some((rename(k, &to_pack)?, *v)))
+            .collect();
+        parts.push((by_name, scalars));
+    }
+    let (first_tensors, first_scalars) = &parts[0];
+    if parts
+        .iter()
+        .any(|(t, s)| t.keys().ne(first_tensors.keys()) || s.len() != first_scalars.len())
+    {
+        return Err(record_error(
+            "the runs' optimizer states differ in shape or step",
+        ));
+    }
+    let mut tensors = Vec::with_capacity(first_tensors.len());
+    for (name, (dtype, dims, _)) in first_tensors {
+        let mut bytes = Vec::new();
+        for (t, _) in &parts {
+            bytes.extend_from_slice(&t[name].2);
+        }
+        let mut shape = vec![runs.len()];
+        shape.extend(dims);
+        let id = name
+            .split_once('.')
+            .and_then(|(id, _)| id.parse::<u64>().ok());
+        tensors.push(burn_pack::Tensor::new(
+            name.clone(),
+            *dtype,
+            shape,
+            id,
+            burn_pack::Bytes::from_bytes_vec(bytes),
+        ));
+    }
+    let scalars = first_scalars
+        .iter()
+        .map(|(key, value)| {
+            let value = match (key.ends_with(".__rank"), value) {
+                (true, burn_pack::Scalar::UInt(n)) => burn_pack::Scalar::UInt(n + 1),
+                (true, burn_pack::Scalar::Int(n)) => burn_pack::Scalar::Int(n + 1),
+                _ => *value,
+            };
+            (key.clone(), value)
+        })
+        .collect();
+    with_parts(fresh, tensors, scalars)
+}
+
+/// A pack being trained: R runs, each in its own thread running [`train_in_pack`], that meet
+/// once a step. Each run hands in its batch; the last to arrive takes the packed step for all and
+/// wakes the others with their losses. A run joins with its model and optimizer at its first
+/// step (all of a pack's runs start at the same step) and leaves when it ends, for whatever
+/// reason; the others go on, the slot of a run that left training a copy of another's batch.
+pub struct Pack {
+    runs: usize,
+    /// The training settings the pack's runs share (the sweep packs only runs that do).
+    training: crate::config::TrainingConfig,
+    device: Device,
+    state: std::sync::Mutex<PackState>,
+    turn: std::sync::Condvar,
+}
+
+struct PackState {
+    /// Each run's model and optimizer, handed in at its first step.
+    joining: Vec<Option<(Model, ModuleOptimizer)>>,
+    trained: Option<Trained>,
+    /// This step's batches, and the learning rate the runs share.
+    pending: Vec<Option<Vec<Example>>>,
+    lr: f64,
+    /// Each run's losses from the last packed step.
+    results: Vec<Option<Vec<f64>>>,
+    active: Vec<bool>,
+    /// Counts packed steps: a waiting run wakes when it moves.
+    generation: u64,
+    /// Why the pack cannot go on (its optimizer states would not stack), for every run.
+    broken: Option<String>,
+}
+
+struct Trained {
+    model: Option<PackedTransformer>,
+    optim: ModuleOptimizer,
+    /// Run r's [`aligned_ids`].
+    ids: Vec<Vec<(u64, u64)>>,
+}
+
+/// One run's place in a [`Pack`]: leaves the pack when dropped.
+pub struct PackSlot {
+    pack: std::sync::Arc<Pack>,
+    r: usize,
+    joined: bool,
+}
+
+impl Pack {
+    /// A pack of `runs` runs sharing `training`'s settings on `device` (the autodiff device
+    /// they train on); hand [`Pack::slot`]`(r)` to run r's thread.
+    pub fn new(
+        runs: usize,
+        training: &crate::config::TrainingConfig,
+        device: &Device,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            runs,
+            training: training.clone(),
+            device: device.clone(),
+            state: std::sync::Mutex::new(PackState {
+                joining: (0..runs).map(|_| None).collect(),
+                trained: None,
+                pending: vec![None; runs],
+                lr: 0.0,
+                results: vec![None; runs],
+                active: vec![true; runs],
+                generation: 0,
+                broken: None,
+            }),
+            turn: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Run r's slot.
+    pub fn slot(self: &std::sync::Arc<Self>, r: usize) -> PackSlot {
+        assert!(r < self.runs, "a slot of the pack");
+        PackSlot {
+            pack: self.clone(),
+            r,
+            joined: false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PackState> {
+        // A run thread that panicked while holding the lock leaves a state as good as any: the
+        // runs check their own results.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PackState {
+    /// Whether every run still in the pack has joined / handed in this step's batch.
+    fn all_joined(&self) -> bool {
+        (0..self.active.len()).all(|r| !self.active[r] || self.joining[r].is_some())
+    }
+
+    fn all_pending(&self) -> bool {
+        (0..self.active.len()).all(|r| !self.active[r] || self.pending[r].is_some())
+    }
+
+    /// Stacks the joined runs' models and optimizers (a slot whose run left before joining
+    /// holds a copy of a joined run's).
+    fn stack(&mut self, t: &crate::config::TrainingConfig) -> Result<()> {
+        let Some(any) = self.joining.iter().position(Option::is_some) else {
+            return Ok(());
+        };
+        let joined: Vec<&(Model, ModuleOptimizer)> = self
+            .joining
+            .iter()
+            .map(|j| {
+                j.as_ref()
+                    .unwrap_or_else(|| self.joining[any].as_ref().unwrap())
+            })
+            .collect();
+        let models: Vec<&Model> = joined.iter().map(|j| &j.0).collect();
+        let pack = PackedTransformer::stack(&models);
+        let ids: Vec<Vec<(u64, u64)>> = models.iter().map(|m| aligned_ids(&pack, m)).collect();
+        let optims: Vec<(&ModuleOptimizer, Vec<(u64, u64)>)> = joined
+            .iter()
+            .zip(&ids)
+            .map(|(j, ids)| (&j.1, ids.clone()))
+            .collect();
+        let optim = stack_optimizers(&optims, packed_optimizer(&pack, t))?;
+        self.trained = Some(Trained {
+            model: Some(pack),
+            optim,
+            ids,
+        });
+        self.joining = (0..self.active.len()).map(|_| None).collect();
+        Ok(())
+    }
+
+    /// The packed step on the batches handed in.
+    fn step(&mut self, t: &crate::config::TrainingConfig, device: &Device) {
+        let any = (0..self.active.len())
+            .find(|&r| self.pending[r].is_some())
+            .expect("a step has a batch");
+        let filler = self.pending[any].clone().unwrap_or_default();
+        let batches: Vec<Vec<Example>> = (0..self.active.len())
+            .map(|r| self.pending[r].take().unwrap_or_else(|| filler.clone()))
+            .collect();
+        let refs: Vec<Vec<&Example>> = batches.iter().map(|b| b.iter().collect()).collect();
+        let trained = self
+            .trained
+            .as_mut()
+            .expect("the pack is stacked before its steps");
+        let model = trained
+            .model
+            .take()
+            .expect("the pack is in place between steps");
+        let (next, losses) =
+            packed_train_step(model, &mut trained.optim, &refs, t, self.lr, device);
+        trained.model = Some(next);
+        for (r, l) in losses.into_iter().enumerate() {
+            self.results[r] = self.active[r].then_some(l);
+        }
+        self.generation += 1;
+    }
+}
+
+impl PackState {
+    /// Stacks once every run still in the pack has joined; a failure breaks the pack.
+    fn stack_when_joined(&mut self, t: &crate::config::TrainingConfig) {
+        if self.trained.is_none() && self.broken.is_none() && self.all_joined() {
+            if let Err(e) = self.stack(t) {
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl PackSlot {
+    fn broken(message: &str) -> Error {
+        Error::Invalid {
+            origin: "packed runs".into(),
+            field: "pack".into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Hands in the run's model and optimizer at its first step and waits until every run of
+    /// the pack has (the pack is stacked then).
+    pub(crate) fn join(&mut self, model: Model, optim: ModuleOptimizer) -> Result<()> {
+        let pack = &*self.pack;
+        let mut st = pack.lock();
+        st.joining[self.r] = Some((model, optim));
+        self.joined = true;
+        st.stack_when_joined(&pack.training);
+        pack.turn.notify_all();
+        while st.trained.is_none() && st.broken.is_none() {
+            st = pack.turn.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        match &st.broken {
+            Some(m) => Err(Self::broken(m)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the run has joined its pack (from then on its weights live in the pack).
+    pub(crate) fn joined(&self) -> bool {
+        self.joined
+    }
+
+    /// One step of the run on `batch` at `lr` (the same for every run of the pack at a step):
+    /// waits for the others' batches, then returns the run's examples' losses.
+    pub(crate) fn step(&mut self, batch: Vec<Example>, lr: f64) -> Result<Vec<f64>> {
+        let pack = &*self.pack;
+        let mut st = pack.lock();
+        if st.pending.iter().any(Option::is_some) && st.lr != lr {
+            return Err(Self::broken(&format!(
+                "the runs of a pack must share the learning-rate schedule: {lr} beside {}",
+                st.lr
+            )));
+        }
+        st.lr = lr;
+        st.pending[self.r] = Some(batch);
+        let generation = st.generation;
+        if st.all_pending() {
+            st.step(&pack.training, &pack.device);
+            pack.turn.notify_all();
+        }
+        while st.generation == generation && st.broken.is_none() {
+            st = pack.turn.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(m) = &st.broken {
+            return Err(Self::broken(m));
+        }
+        Ok(st.results[self.r].take().unwrap_or_default())
+    }
+
+    /// Writes the run's current weights into its model `into` (ids kept).
+    pub(crate) fn weights_into(&self, into: &mut Model) {
+        let st = self.pack.lock();
+        if let Some(model) = st.trained.as_ref().and_then(|t| t.model.as_ref()) {
+            model.unstack_into(self.r, into);
+        }
+    }
+
+    /// The run's own AdamW state, loaded into `fresh` (the optimizer [`optimizer`] builds for
+    /// its model): what its checkpoint saves.
+    pub(crate) fn optimizer(&self, fresh: ModuleOptimizer) -> Result<ModuleOptimizer> {
+        let st = self.pack.lock();
+        match &st.trained {
+            Some(t) => unstack_optimizer(&t.optim, &t.ids[self.r], self.r, fresh),
+            None => Err(Self::broken("the run has not joined its pack")),
+        }
+    }
+}
+
+impl Drop for PackSlot {
+    /// Leaves the pack: the others no longer wait for this run's batches (or its join).
+    fn drop(&mut self) {
+        let pack = &*self.pack;
+        let mut st = pack.lock();
+        st.active[self.r] = false;
+        st.pending[self.r] = None;
+        st.stack_when_joined(&pack.training);
+        let waiting = st.pending.iter().any(Option::is_some);
+        if st.trained.is_some() && waiting && st.all_pending() {
+            st.step(&pack.training, &pack.device);
+        }
+        pack.turn.notify_all();
+    }
 }
