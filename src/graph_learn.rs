@@ -276,7 +276,7 @@ pub fn learn(
     // The bases first: the probes start from their weights.
     for stage in &stages {
         let runs: Vec<&PlannedRun> = stage.iter().collect();
-        crate::sweep::execute(dir, &runs, selected, jobs, on_event)?;
+        crate::sweep::execute(dir, &runs, selected, jobs, 1, on_event)?;
     }
     assemble(request, dir, &probes)
 }

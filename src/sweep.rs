@@ -83,11 +83,23 @@ struct SweepFile {
     /// run's model.bpk. With a `[base]` stage, the stage's runs start from it.
     #[serde(default)]
     init: Option<PathBuf>,
+    /// How the runs are trained, not what they are: `pack = R` trains up to R runs that can
+    /// share a pack as one model (issue 24; `--pack` overrides it).
+    #[serde(default)]
+    execution: Option<Execution>,
     /// The method `skillit report` tests the others against: a label
     /// (`skill_it[eta=0.5;window=3;unit=evaluations]`) or a method name that one entry has
     /// (default: stratified).
     #[serde(default)]
     baseline: Option<String>,
+}
+
+/// A sweep file's `[execution]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Execution {
+    #[serde(default)]
+    pack: Option<usize>,
 }
 
 /// One planned run.
@@ -111,6 +123,8 @@ pub struct Plan {
     pub runs: Vec<PlannedRun>,
     /// The sweep file's text, copied into the results folder.
     pub source: String,
+    /// `[execution] pack`: the most runs trained as one pack (1: none).
+    pub pack: usize,
 }
 
 /// The cartesian product of a grid: every assignment of one value per key, keys in order.
@@ -209,6 +223,13 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
             "needs at least one [[methods]] entry".into(),
         ));
     }
+    let pack = file.execution.as_ref().and_then(|e| e.pack).unwrap_or(1);
+    if pack == 0 {
+        return Err(bad(
+            "execution.pack",
+            "must be at least 1 (1: no packing)".into(),
+        ));
+    }
     let base_preset = file
         .preset
         .unwrap_or(Preset::Laptop)
@@ -237,6 +258,7 @@ pub fn plan(path: &Path, out: &Path) -> Result<Plan> {
         name: file.name,
         runs,
         source,
+        pack,
     })
 }
 
@@ -790,23 +812,168 @@ pub enum SweepEvent<'a> {
 /// plan order: the base runs first, all of them, then the others. A diverging run is recorded as
 /// failed and the others go on (a run whose base failed then fails to load it: an error); an error
 /// (a file that cannot be written, ...) stops the sweep after the runs in flight and is returned.
+/// With `pack` > 1 a job takes up to `pack` runs that can share a pack ([`pack_key`]) and
+/// trains them as one model (issue 24), one thread per run.
 pub fn execute(
     out: &Path,
     runs: &[&PlannedRun],
     selected: &crate::device::Selected,
     jobs: usize,
+    pack: usize,
     on_event: &(dyn Fn(SweepEvent) + Sync),
 ) -> Result<()> {
     let (bases, others): (Vec<&PlannedRun>, Vec<&PlannedRun>) =
         runs.iter().copied().partition(|r| r.is_base);
-    execute_queue(out, &bases, selected, jobs, on_event)?;
-    execute_queue(out, &others, selected, jobs, on_event)
+    execute_queue(out, &packs(&bases, pack), selected, jobs, on_event)?;
+    execute_queue(out, &packs(&others, pack), selected, jobs, on_event)
 }
 
-/// Trains `runs`, `jobs` at a time, from one queue (see [`execute`]).
+/// What runs must share to be trained as one pack, or `None` for a run that trains alone: a
+/// scratch model without dropout, of one shape; one task; the settings of every optimizer step
+/// (step budget, schedule, batch, loss, clipping, decay); a method without a reference run
+/// (DoReMi weighs its steps by one); answers of one token (a JSONL task under the answer loss
+/// may have longer ones).
+pub fn pack_key(run: &PlannedRun) -> Option<String> {
+    let c = &run.config;
+    if c.model.kind != crate::model::ModelKind::Scratch || c.model.dropout > 0.0 {
+        return None;
+    }
+    if matches!(c.task, skillit_synthetic::TaskSpec::Jsonl { .. })
+        && c.training.loss == crate::config::LossKind::Answer
+    {
+        return None;
+    }
+    let task = c.task.build().ok()?;
+    if c.method
+        .build(task.as_ref(), &c.setting, c.target)
+        .ok()?
+        .reference()
+        .is_some()
+    {
+        return None;
+    }
+    let step = crate::config::TrainingConfig {
+        eval_every: 0,
+        steps_per_round: 0,
+        val_per_skill: 0,
+        ..c.training.clone()
+    };
+    serde_json::to_string(&(&c.model, &c.task, &step)).ok()
+}
+
+/// `runs` as the queue's items: with `pack` > 1, the runs of one [`pack_key`] in plan order in
+/// groups of up to `pack`, each group placed where its first run was; otherwise one run each.
+fn packs<'a>(runs: &[&'a PlannedRun], pack: usize) -> Vec<Vec<&'a PlannedRun>> {
+    let mut items: Vec<Vec<&PlannedRun>> = Vec::new();
+    let mut open: BTreeMap<String, usize> = BTreeMap::new();
+    for &run in runs {
+        let key = (pack > 1).then(|| pack_key(run)).flatten();
+        match key.as_ref().and_then(|k| open.get(k)) {
+            Some(&i) if items[i].len() < pack => items[i].push(run),
+            _ => {
+                if let Some(k) = key {
+                    open.insert(k, items.len());
+                }
+                items.push(vec![run]);
+            }
+        }
+    }
+    items
+}
+
+/// The step a run folder's checkpoint resumes from (0 without one).
+fn resume_step(out: &Path, run_id: &str) -> u64 {
+    let state = run_dir(out, run_id).join("checkpoint").join("state.json");
+    std::fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["step"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Trains one queue item: takes its runs' locks (a run held by another process, or finished
+/// since, is left to it), then trains the runs that resume from the same step as one pack, each
+/// in its own thread (a lone run in this thread, unpacked).
+fn train_item(
+    out: &Path,
+    item: &[&PlannedRun],
+    selected: &crate::device::Selected,
+    on_event: &(dyn Fn(SweepEvent) + Sync),
+) -> Result<()> {
+    let mut locks = Vec::new();
+    let mut by_step: BTreeMap<u64, Vec<&PlannedRun>> = BTreeMap::new();
+    for &run in item {
+        let lock = RunLock::try_take(out, &run.run_id)?;
+        // Held, or finished by the holder before this process took it.
+        if lock.is_none() || run_status(out, &run.run_id) == "finished" {
+            on_event(SweepEvent::Elsewhere { run });
+            continue;
+        }
+        locks.push(lock);
+        by_step
+            .entry(resume_step(out, &run.run_id))
+            .or_default()
+            .push(run);
+    }
+    for group in by_step.values() {
+        let pack = (group.len() > 1).then(|| {
+            let device = selected.device.clone().autodiff();
+            crate::train::Pack::new(group.len(), &group[0].config.training, &device)
+        });
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = group
+                .iter()
+                .enumerate()
+                .map(|(r, &run)| {
+                    let slot = pack.as_ref().map(|p| p.slot(r));
+                    scope.spawn(move || train_run(out, run, selected, slot, on_event))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+    }
+    drop(locks);
+    Ok(())
+}
+
+/// Trains one run (in its pack's slot when given), reporting its events.
+fn train_run(
+    out: &Path,
+    run: &PlannedRun,
+    selected: &crate::device::Selected,
+    slot: Option<crate::train::PackSlot>,
+    on_event: &(dyn Fn(SweepEvent) + Sync),
+) -> Result<()> {
+    on_event(SweepEvent::Started { run });
+    let dir = run_dir(out, &run.run_id);
+    let manifest = crate::train::train_in_pack(
+        &run.config,
+        selected,
+        &dir,
+        Some(&run.run_id),
+        slot,
+        &mut |p| {
+            if let crate::train::Progress::Step { step, .. } = p {
+                on_event(SweepEvent::Step { run, step });
+            }
+            crate::train::Flow::Continue
+        },
+    )?;
+    on_event(SweepEvent::Done {
+        run,
+        manifest: &manifest,
+    });
+    Ok(())
+}
+
+/// Trains the queue's items, `jobs` at a time, in order (see [`execute`]).
 fn execute_queue(
     out: &Path,
-    runs: &[&PlannedRun],
+    items: &[Vec<&PlannedRun>],
     selected: &crate::device::Selected,
     jobs: usize,
     on_event: &(dyn Fn(SweepEvent) + Sync),
@@ -816,49 +983,15 @@ fn execute_queue(
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(runs.len()) {
+        for _ in 0..jobs.min(items.len()) {
             scope.spawn(|| {
-                while let Some(run) = runs.get(next.fetch_add(1, Ordering::SeqCst)) {
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::SeqCst)) {
                     if first_error.lock().map(|e| e.is_some()).unwrap_or(true) {
                         break;
                     }
-                    let lock = match RunLock::try_take(out, &run.run_id) {
-                        Ok(lock) => lock,
-                        Err(e) => {
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
-                            break;
-                        }
-                    };
-                    // Held, or finished by the holder before this process took it.
-                    if lock.is_none() || run_status(out, &run.run_id) == "finished" {
-                        on_event(SweepEvent::Elsewhere { run });
-                        continue;
-                    }
-                    on_event(SweepEvent::Started { run });
-                    let dir = run_dir(out, &run.run_id);
-                    let result = crate::train::train(
-                        &run.config,
-                        selected,
-                        &dir,
-                        Some(&run.run_id),
-                        &mut |p| {
-                            if let crate::train::Progress::Step { step, .. } = p {
-                                on_event(SweepEvent::Step { run, step });
-                            }
-                            crate::train::Flow::Continue
-                        },
-                    );
-                    match result {
-                        Ok(manifest) => on_event(SweepEvent::Done {
-                            run,
-                            manifest: &manifest,
-                        }),
-                        Err(e) => {
-                            if let Ok(mut slot) = first_error.lock() {
-                                slot.get_or_insert(e);
-                            }
+                    if let Err(e) = train_item(out, item, selected, on_event) {
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
                         }
                     }
                 }

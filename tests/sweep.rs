@@ -609,3 +609,46 @@ fn two_sweeps_on_one_folder_train_each_run_once() {
         21 * 3 * 6
     );
 }
+
+#[test]
+fn a_packed_sweep_records_what_the_unpacked_one_does() {
+    // The tiny sweep's 6 runs share a pack key (one model, task and schedule): `--pack 4` trains
+    // them as packs of 4 and 2, `[execution] pack = 6` as one; every row matches the unpacked
+    // sweep's (accuracies exactly, losses and Skill-It's loss-driven weights within float
+    // rounding of the batched arithmetic).
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "tiny.toml", SWEEP);
+    let packed_file = write(
+        dir.path(),
+        "tiny_packed.toml",
+        &format!("{SWEEP}\n[execution]\npack = 6\n"),
+    );
+    let alone = sweep_ok(&file, &dir.path().join("alone"));
+    let out = dir.path().join("four").display().to_string();
+    let o = skillit(&["sweep", &file, "--out", &out, "--pack", "4", "--jobs", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let four = skillit::results::read_metrics(Path::new(&out)).unwrap();
+    let six = sweep_ok(&packed_file, &dir.path().join("six"));
+    for packed in [&four, &six] {
+        assert_eq!(alone.len(), packed.len());
+        for (a, p) in alone.iter().zip(packed) {
+            assert_eq!((&a.run_id, a.step, a.skill), (&p.run_id, p.step, p.skill));
+            assert_eq!(a.accuracy, p.accuracy, "{} step {}", a.run_id, a.step);
+            assert!(
+                (a.loss - p.loss).abs() < 1e-4,
+                "{} step {}",
+                a.run_id,
+                a.step
+            );
+            assert!(
+                (a.weight - p.weight).abs() < 1e-4,
+                "{} step {}",
+                a.run_id,
+                a.step
+            );
+        }
+    }
+    let o = skillit(&["sweep", &file, "--out", &out, "--pack", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--pack"));
+}
