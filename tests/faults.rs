@@ -149,11 +149,7 @@ fn assert_whole(dir: &Path, allow_temp: bool) {
 
 #[test]
 fn a_sweep_killed_at_random_moments_ends_as_if_never_killed() {
-    let kills: usize = std::env::var("SKILLIT_FAULT_KILLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    killed_sweep_ends_as_if_never_killed(kills, &[]);
+    killed_sweep_ends_as_if_never_killed(kills(20), &[]);
 }
 
 /// The same with the runs trained in packs of 3 (issue 24): a killed pack resumes each of its
@@ -162,11 +158,15 @@ fn a_sweep_killed_at_random_moments_ends_as_if_never_killed() {
 /// float rounding.
 #[test]
 fn a_packed_sweep_killed_at_random_moments_ends_as_if_never_killed() {
-    let kills: usize = std::env::var("SKILLIT_FAULT_KILLS")
+    killed_sweep_ends_as_if_never_killed(kills(10), &["--pack", "3"]);
+}
+
+/// `SKILLIT_FAULT_KILLS`, else `default`.
+fn kills(default: usize) -> usize {
+    std::env::var("SKILLIT_FAULT_KILLS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    killed_sweep_ends_as_if_never_killed(kills, &["--pack", "3"]);
+        .unwrap_or(default)
 }
 
 /// Kills the fault sweep (run with `extra` flags) `kills` times at seeded random moments,

@@ -493,6 +493,30 @@ fn short_rounds(name: &str) -> MethodSpec {
     }
 }
 
+/// LEGO k = 5 with the tiny model, 80 steps in rounds of 20, evaluated every 10: `method` as
+/// [`short_rounds`] shapes it, with `seed`.
+fn short_run_config(method: &str, seed: u64) -> RunConfig {
+    RunConfig {
+        setting: "pretrain".into(),
+        task: lego(5),
+        model: tiny_model(),
+        training: TrainingConfig {
+            steps: 80,
+            warmup: 5,
+            steps_per_round: 20,
+            eval_every: 10,
+            val_per_skill: 20,
+            ..TrainingConfig::default()
+        },
+        method: short_rounds(method),
+        seed,
+        target: None,
+        train_skills: None,
+        eval_skills: None,
+        init: None,
+    }
+}
+
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_one() {
     // 80 steps in rounds of 20, stopped at the first checkpoint (step 20) and trained again into the same
@@ -509,25 +533,7 @@ fn a_resumed_run_repeats_the_uninterrupted_one() {
         "doremi",
         "odm",
     ] {
-        let config = RunConfig {
-            setting: "pretrain".into(),
-            task: lego(5),
-            model: tiny_model(),
-            training: TrainingConfig {
-                steps: 80,
-                warmup: 5,
-                steps_per_round: 20,
-                eval_every: 10,
-                val_per_skill: 20,
-                ..TrainingConfig::default()
-            },
-            method: short_rounds(name),
-            seed: 4,
-            target: None,
-            train_skills: None,
-            eval_skills: None,
-            init: None,
-        };
+        let config = short_run_config(name, 4);
         resume_repeats_the_whole_run(&config, name);
     }
     // A folder holding another config's checkpoint is refused.
@@ -884,6 +890,145 @@ fn bad_configs_are_one_line_and_exit_2() {
         assert!(
             !out_dir.join("metrics.csv").exists(),
             "{extra:?} wrote results"
+        );
+    }
+}
+
+// ---- packed runs (issue 24) -----------------------------------------------------------------
+
+/// A metrics row: (step, skill) and (loss, accuracy, weight).
+type Row = ((u64, usize), (f64, f64, f64));
+
+/// The rows of a run folder's metrics.csv.
+fn metrics(dir: &std::path::Path) -> Vec<Row> {
+    skillit::results::read_metrics(dir)
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.step, r.skill), (r.loss, r.accuracy, r.weight)))
+        .collect()
+}
+
+fn assert_close(alone: &std::path::Path, packed: &std::path::Path, what: &str) {
+    let (a, b) = (metrics(alone), metrics(packed));
+    assert_eq!(a.len(), b.len(), "{what}: rows");
+    for ((ka, va), (kb, vb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb, "{what}");
+        assert!(
+            (va.0 - vb.0).abs() < 1e-4,
+            "{what} at {ka:?}: loss {} vs {}",
+            va.0,
+            vb.0
+        );
+        assert_eq!(va.1, vb.1, "{what} at {ka:?}: accuracy");
+        // A mixture computed from losses (Aioli's, Skill-It's) moves with them.
+        assert!(
+            (va.2 - vb.2).abs() < 1e-4,
+            "{what} at {ka:?}: weight {} vs {}",
+            va.2,
+            vb.2
+        );
+    }
+}
+
+/// Trains `configs` as one pack, each run in its own thread as the sweep does, into `dirs`;
+/// `stop_at`: stop each run at its first round end at or after that step.
+fn train_pack(
+    configs: &[RunConfig],
+    dirs: &[std::path::PathBuf],
+    stop_at: Option<u64>,
+) -> Vec<skillit::train::Manifest> {
+    use skillit::train::{train_in_pack, Pack};
+    let flex = select(DeviceKind::Flex).unwrap();
+    let pack = Pack::new(
+        configs.len(),
+        &configs[0].training,
+        &flex.device.clone().autodiff(),
+    );
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            configs
+                .iter()
+                .zip(dirs)
+                .enumerate()
+                .map(|(r, (config, dir))| {
+                    let slot = pack.slot(r);
+                    let flex = &flex;
+                    scope.spawn(move || {
+                        train_in_pack(config, flex, dir, None, Some(slot), &mut |p| match (
+                            p, stop_at,
+                        ) {
+                            (Progress::RoundEnd { step, .. }, Some(at)) if step >= at => Flow::Stop,
+                            _ => Flow::Continue,
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn packed_runs_record_what_they_record_alone_and_resume_either_way() {
+    let methods = ["stratified", "skill_it", "curriculum", "aioli"];
+    let configs: Vec<_> = methods
+        .iter()
+        .enumerate()
+        .map(|(i, m)| short_run_config(m, i as u64))
+        .collect();
+    let flex = select(DeviceKind::Flex).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |kind: &str, i: usize| tmp.path().join(format!("{kind}-{}", methods[i]));
+    let alone: Vec<_> = (0..methods.len()).map(|i| dir("alone", i)).collect();
+    for (config, d) in configs.iter().zip(&alone) {
+        train(config, &flex, d, None, &mut |_| Flow::Continue).unwrap();
+    }
+
+    // The whole runs packed: the same records.
+    let packed: Vec<_> = (0..methods.len()).map(|i| dir("packed", i)).collect();
+    for m in train_pack(&configs, &packed, None) {
+        assert_eq!(m.status, RunStatus::Finished);
+    }
+    for i in 0..methods.len() {
+        assert_close(&alone[i], &packed[i], methods[i]);
+        assert!(packed[i].join("model.bpk").exists());
+    }
+
+    // Packed, stopped at a checkpoint, resumed alone: each run's own optimizer state was saved.
+    let split: Vec<_> = (0..methods.len())
+        .map(|i| dir("packed-then-alone", i))
+        .collect();
+    for m in train_pack(&configs, &split, Some(20)) {
+        assert!(
+            matches!(m.status, RunStatus::Stopped { .. }),
+            "{:?}",
+            m.status
+        );
+    }
+    for (i, (config, d)) in configs.iter().zip(&split).enumerate() {
+        train(config, &flex, d, None, &mut |_| Flow::Continue).unwrap();
+        assert_close(&alone[i], d, &format!("{}: packed, then alone", methods[i]));
+    }
+
+    // Alone, stopped at step 40 (every method's rounds end there), resumed as a pack: the runs'
+    // optimizer states stack.
+    let joined: Vec<_> = (0..methods.len())
+        .map(|i| dir("alone-then-packed", i))
+        .collect();
+    for (config, d) in configs.iter().zip(&joined) {
+        let m = train(config, &flex, d, None, &mut |p| match p {
+            Progress::RoundEnd { step, .. } if step >= 40 => Flow::Stop,
+            _ => Flow::Continue,
+        })
+        .unwrap();
+        assert_eq!(m.status, RunStatus::Stopped { step: 40 });
+    }
+    train_pack(&configs, &joined, None);
+    for i in 0..methods.len() {
+        assert_close(
+            &alone[i],
+            &joined[i],
+            &format!("{}: alone, then packed", methods[i]),
         );
     }
 }

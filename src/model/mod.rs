@@ -421,23 +421,29 @@ impl Block {
                 .reshape([batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let context = attention(
-            heads(0),
-            heads(1),
-            heads(2),
-            None,
-            None,
-            AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: true,
-            },
-        );
+        let context = causal_attention(heads(0), heads(1), heads(2));
         let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         let x = x + self.dropout.forward(self.proj.forward(context));
         let hidden = gelu(self.fc.forward(self.ln_mlp.forward(x.clone())));
         x.clone() + self.dropout.forward(self.fc_out.forward(hidden))
     }
+}
+
+/// Scaled dot-product attention `[batch, heads, seq, head_dim]`, each position attending to
+/// itself and the positions before it.
+fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    attention(
+        q,
+        k,
+        v,
+        None,
+        None,
+        AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: true,
+        },
+    )
 }
 
 /// The causal transformer.

@@ -201,18 +201,7 @@ impl PackedBlock {
                 .reshape([runs * batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let context = attention(
-            heads(0),
-            heads(1),
-            heads(2),
-            None,
-            None,
-            AttentionModuleOptions {
-                scale: None,
-                softcap: None,
-                is_causal: true,
-            },
-        );
+        let context = causal_attention(heads(0), heads(1), heads(2));
         let context = context.swap_dims(1, 2).reshape([runs, n, d_model]);
         let x = x + self.proj.forward(context);
         let hidden = gelu(self.fc.forward(self.ln_mlp.forward(x.clone())));

@@ -632,11 +632,9 @@ fn train_round(
         let step = s.at.step;
         let lr = learning_rate(t.lr, step, t.warmup, t.steps);
         let reference_losses: Vec<f64> = match &s.learner.reference_model {
-            Some(m) => example_losses(m, &batch, t.loss, &setup.selected.device)
-                .into_data()
-                .iter::<f32>()
-                .map(f64::from)
-                .collect(),
+            Some(m) => {
+                optim::host_values(example_losses(m, &batch, t.loss, &setup.selected.device))
+            }
             None => Vec::new(),
         };
         let skills: Vec<usize> = batch.iter().map(|e| e.skill).collect();

@@ -67,13 +67,18 @@ pub(crate) fn clip_global_norm(model: &Model, grads: &mut GradientsParams, max_n
     let mut norm = SquaredNorm { grads, total: None };
     model.visit(&mut norm);
     let Some(total) = norm.total else { return };
-    let scale = total
+    let scale = clip_scale(total, max_norm);
+    model.visit(&mut ScaleGrads { grads, scale });
+}
+
+/// The factor `min(1, max_norm / (‖g‖ + 1e-6))` for each squared norm of `squared_norms`.
+pub(crate) fn clip_scale(squared_norms: Tensor<1>, max_norm: f64) -> Tensor<1> {
+    squared_norms
         .sqrt()
         .add_scalar(1e-6)
         .recip()
         .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    model.visit(&mut ScaleGrads { grads, scale });
+        .clamp_max(1.0)
 }
 
 /// AdamW with decoupled weight decay on the matrices and none on the rank-1 parameters (biases,
@@ -132,12 +137,7 @@ pub fn train_step_weighted(
     weigh: &mut dyn FnMut(&[f64]) -> Option<Vec<f64>>,
 ) -> (Model, Vec<f64>) {
     let per_example = example_losses(&model, batch, t.loss, device);
-    let values: Vec<f64> = per_example
-        .clone()
-        .into_data()
-        .iter::<f32>()
-        .map(f64::from)
-        .collect();
+    let values = host_values(per_example.clone());
     if !values.iter().all(|v| v.is_finite()) {
         return (model, values);
     }
@@ -154,4 +154,9 @@ pub fn train_step_weighted(
         clip_global_norm(&model, &mut grads, t.grad_clip);
     }
     (optim.step(lr, model, grads), values)
+}
+
+/// A tensor's values read back to the host (one transfer), as f64.
+pub(crate) fn host_values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
+    t.into_data().iter::<f32>().map(f64::from).collect()
 }

@@ -127,12 +127,7 @@ fn clip_run_norms(model: &PackedTransformer, grads: &mut GradientsParams, max_no
     let mut norms = RunSquaredNorms { grads, total: None };
     model.visit(&mut norms);
     let Some(total) = norms.total else { return };
-    let scale = total
-        .sqrt()
-        .add_scalar(1e-6)
-        .recip()
-        .mul_scalar(max_norm)
-        .clamp_max(1.0);
+    let scale = optim::clip_scale(total, max_norm);
     model.visit(&mut ScaleRuns { grads, scale });
 }
 
@@ -157,12 +152,7 @@ pub fn packed_train_step(
 ) -> (PackedTransformer, Vec<Vec<f64>>) {
     let per_example = packed_example_losses(&model, batches, t.loss, device);
     let batch = batches[0].len();
-    let values: Vec<f64> = per_example
-        .clone()
-        .into_data()
-        .iter::<f32>()
-        .map(f64::from)
-        .collect();
+    let values = optim::host_values(per_example.clone());
     let values: Vec<Vec<f64>> = values.chunks(batch).map(<[f64]>::to_vec).collect();
     // The sum of the runs' batch means: run r's slice gets run r's own gradient.
     let loss = per_example.mean_dim(1).sum();
