@@ -254,12 +254,14 @@ pub fn assemble(request: &LearnRequest, dir: &Path, probes: &[PlannedRun]) -> Re
 }
 
 /// Trains what is not finished of the base runs and then the probes in `dir` (`jobs` at a time,
-/// resumably: finished runs are kept), and assembles the learned graph.
+/// in packs of up to `pack` runs where they can share one, resumably: finished runs are kept),
+/// and assembles the learned graph.
 pub fn learn(
     request: &LearnRequest,
     dir: &Path,
     selected: &crate::device::Selected,
     jobs: usize,
+    pack: usize,
     on_event: &(dyn Fn(crate::sweep::SweepEvent) + Sync),
 ) -> Result<Learned> {
     let bases = request.base_runs()?;
@@ -276,7 +278,7 @@ pub fn learn(
     // The bases first: the probes start from their weights.
     for stage in &stages {
         let runs: Vec<&PlannedRun> = stage.iter().collect();
-        crate::sweep::execute(dir, &runs, selected, jobs, 1, on_event)?;
+        crate::sweep::execute(dir, &runs, selected, jobs, pack, on_event)?;
     }
     assemble(request, dir, &probes)
 }

@@ -61,6 +61,8 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
         &dir.path().join("linear"),
         &flex,
         2,
+        // The probes of one seed share a pack key: trained in packs of 4 (issue 24).
+        4,
         &|_| {},
     )
     .unwrap();
@@ -88,6 +90,7 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
         &dir.path().join("brute"),
         &flex,
         2,
+        1,
         &|_| {},
     )
     .unwrap();
@@ -104,6 +107,7 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
         &dir.path().join("brute"),
         &flex,
         2,
+        1,
         &|event| {
             assert!(
                 !matches!(event, skillit::sweep::SweepEvent::Started { .. }),

@@ -54,6 +54,9 @@ pub struct LearnArgs {
     /// Probe runs trained at the same time (default: the machine's cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Train up to R probe runs as one pack, as `sweep --pack` (default 1: none).
+    #[arg(long, value_name = "R", default_value_t = 1)]
+    pub pack: usize,
     /// The graph file to write (TOML).
     #[arg(long)]
     pub out: PathBuf,
@@ -91,6 +94,7 @@ impl LearnArgs {
             config,
             device,
             jobs,
+            pack,
             out,
         } = self;
         let (base, task_name) = base_config(task, data.as_deref(), preset, config.as_deref())?;
@@ -109,6 +113,12 @@ impl LearnArgs {
             jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if jobs == 0 {
             return Err(skillit::Error::flag("--jobs", "must be at least 1"));
+        }
+        if pack == 0 {
+            return Err(skillit::Error::flag(
+                "--pack",
+                "must be at least 1 (1: no packing)",
+            ));
         }
         skillit::results::prepare_output_dir(&probe_dir, "--out")?;
         let selected = skillit::device::select(device)?;
@@ -143,7 +153,7 @@ impl LearnArgs {
             }
         };
         let learned =
-            skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, &on_event)?;
+            skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, pack, &on_event)?;
         bar.finish_and_clear();
         let description = format!(
             "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {})",
