@@ -5,7 +5,8 @@
 //! of the chase (the queried clause before or after the clause it points to) and by the number of
 //! roots of the forest.
 //!
-//! `cargo run --example hop_orders -- MODEL.bpk [N]`
+//! `cargo run --example hop_orders -- MODEL.bpk [N] [LAYERS]` (LAYERS: 8 unless the model was grown,
+//! `init_layers`).
 
 use std::collections::BTreeMap;
 
@@ -42,8 +43,11 @@ fn classify(text: &str) -> (bool, usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let weights = args.get(1).expect("usage: hop_orders MODEL.bpk [N]");
+    let weights = args
+        .get(1)
+        .expect("usage: hop_orders MODEL.bpk [N] [LAYERS]");
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
+    let layers: usize = args.get(3).map_or(8, |s| s.parse().expect("LAYERS"));
     let task = TaskSpec::Recall {
         k: 5,
         queries: 1,
@@ -56,7 +60,7 @@ fn main() {
     let device = select(DeviceKind::Flex).unwrap().device.autodiff();
     let model = ModelConfig {
         d_model: 128,
-        n_layers: 8,
+        n_layers: layers,
         n_heads: 4,
         d_ff: 512,
         dropout: 0.0,

@@ -425,6 +425,12 @@ impl RunConfig {
             }
         }
         self.model.validate(origin)?;
+        if self.model.init_layers > 0 && self.init.is_none() {
+            return bad(
+                "model.init_layers",
+                "grows the model from init weights: give `init` (a run's model.bpk)".into(),
+            );
+        }
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are
         // checked against it when the examples are encoded.
         if self.model.kind == crate::model::ModelKind::Scratch

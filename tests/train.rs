@@ -1032,3 +1032,59 @@ fn packed_runs_record_what_they_record_alone_and_resume_either_way() {
         );
     }
 }
+
+#[test]
+fn a_model_grown_from_fewer_blocks_starts_where_they_ended() {
+    // A 1-block run's weights grown into 3 blocks (`init_layers = 1`): the new blocks start as
+    // the identity, so the grown run's step-0 evaluation is the 1-block run's last one; then the
+    // new blocks train (the run moves on from there).
+    let flex = select(DeviceKind::Flex).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = RunConfig {
+        model: ModelConfig {
+            conv_kernel: 3,
+            ..tiny_model()
+        },
+        ..short_run_config("stratified", 2)
+    };
+    let first = train(&base, &flex, &tmp.path().join("base"), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    let grown = RunConfig {
+        model: ModelConfig {
+            n_layers: 3,
+            init_layers: 1,
+            ..base.model.clone()
+        },
+        init: Some(tmp.path().join("base/model.bpk")),
+        ..base.clone()
+    };
+    let second = train(&grown, &flex, &tmp.path().join("grown"), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    let end = first.evaluations.last().unwrap();
+    let start = &second.evaluations[0];
+    assert_eq!(start.step, 0);
+    assert_eq!(start.accuracy, end.accuracy);
+    for (a, b) in start.loss.iter().zip(&end.loss) {
+        assert!((a - b).abs() < 1e-5, "grown {a} vs base {b}");
+    }
+    assert!(second.num_params > first.num_params);
+    let last = second.evaluations.last().unwrap();
+    assert!(last.loss != start.loss, "the grown run trains");
+    // Without init weights there is nothing to grow from.
+    let err = train(
+        &RunConfig {
+            init: None,
+            ..grown
+        },
+        &flex,
+        &tmp.path().join("bad"),
+        None,
+        &mut |_| Flow::Continue,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("model.init_layers"), "{err}");
+}

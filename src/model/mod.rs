@@ -102,6 +102,13 @@ pub struct ModelConfig {
     /// module docs say why it helps).
     #[serde(skip_serializing_if = "is_zero")]
     pub conv_kernel: usize,
+    /// With a run's `init` weights of fewer blocks than `n_layers`: the blocks they hold. The
+    /// model grows on top of them: blocks `init_layers..n_layers` are new and start as the
+    /// identity (their attention output, MLP output and convolution zeroed), so at step 0 the grown
+    /// model computes what the init model did, with room for more circuits (0: the init weights
+    /// have every block).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub init_layers: usize,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -121,6 +128,7 @@ impl Default for ModelConfig {
             dropout: 0.0,
             context: 64,
             conv_kernel: 0,
+            init_layers: 0,
         }
     }
 }
@@ -157,6 +165,18 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
+        }
+        if self.init_layers > 0
+            && (self.kind != ModelKind::Scratch || self.init_layers >= self.n_layers)
+        {
+            return bad(
+                "init_layers",
+                format!(
+                    "{} must be fewer than n_layers = {} (a scratch model grown from init \
+                     weights of fewer blocks)",
+                    self.init_layers, self.n_layers
+                ),
+            );
         }
         match (self.kind, &self.weights) {
             (ModelKind::GptNeo, _) if self.conv_kernel > 0 => bad(
@@ -495,6 +515,47 @@ pub enum Model {
 }
 
 impl Model {
+    /// This fresh model grown from `base`, a scratch model of the same shape but fewer blocks
+    /// (see [`ModelConfig::init_layers`]): `base`'s embeddings, blocks, final norm and head, then
+    /// this model's blocks beyond `base`'s as identities (their residual outputs zeroed).
+    pub fn grown_from(self, base: Model) -> Model {
+        let (Model::Scratch(fresh), Model::Scratch(base)) = (self, base) else {
+            panic!("only scratch models grow (checked by ModelConfig::validate)");
+        };
+        let zero = |p: Param<Tensor<2>>| {
+            p.map(|t| {
+                let leaf = t.is_require_grad();
+                t.zeros_like().set_require_grad(leaf)
+            })
+        };
+        let zero1 = |p: Param<Tensor<1>>| {
+            p.map(|t| {
+                let leaf = t.is_require_grad();
+                t.zeros_like().set_require_grad(leaf)
+            })
+        };
+        let kept = base.blocks.len();
+        let mut blocks = base.blocks;
+        for mut b in fresh.blocks.into_iter().skip(kept) {
+            b.proj.weight = zero(b.proj.weight);
+            b.proj.bias = b.proj.bias.map(zero1);
+            b.fc_out.weight = zero(b.fc_out.weight);
+            b.fc_out.bias = b.fc_out.bias.map(zero1);
+            if let Some(conv) = &mut b.conv {
+                conv.weight = zero(conv.weight.clone());
+                conv.bias = zero1(conv.bias.clone());
+            }
+            blocks.push(b);
+        }
+        Model::Scratch(Transformer {
+            token: base.token,
+            position: base.position,
+            blocks,
+            ln_final: base.ln_final,
+            head: base.head,
+        })
+    }
+
     /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         match self {

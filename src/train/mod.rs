@@ -424,11 +424,28 @@ fn start_learner(
     if let Some(path) = &config.init {
         // A base folder was checked (fingerprint, vocabulary) by `validate` above.
         let weights = crate::model::base::init_weights(path)?;
-        model = model.try_load_file(&weights).map_err(|e| Error::Invalid {
+        let load_error = |e| Error::Invalid {
             origin: path.display().to_string(),
             field: "init".into(),
             message: format!("cannot be loaded as this run's model: {e:?}"),
-        })?;
+        };
+        model = match config.model.init_layers {
+            0 => model.try_load_file(&weights).map_err(load_error)?,
+            n => {
+                // Weights of fewer blocks: load them into a model of that depth, then grow.
+                let shallow = crate::model::ModelConfig {
+                    n_layers: n,
+                    init_layers: 0,
+                    ..config.model.clone()
+                };
+                let mut rng = stream_rng(config.seed, PURPOSE_INIT, 1);
+                let base = shallow
+                    .init(task.vocab().len(), &mut rng, &setup.device)
+                    .try_load_file(&weights)
+                    .map_err(load_error)?;
+                model.grown_from(base)
+            }
+        };
     }
     let optim = optimizer(&model, setup.t);
     let reference_model = match (reference, method.wants_reference_model()) {
