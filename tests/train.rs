@@ -1074,6 +1074,51 @@ fn a_model_grown_from_fewer_blocks_starts_where_they_ended() {
     assert!(second.num_params > first.num_params);
     let last = second.evaluations.last().unwrap();
     assert!(last.loss != start.loss, "the grown run trains");
+    // Frozen: the init blocks and embeddings come out of training as they went in, the new
+    // blocks do not.
+    let frozen = RunConfig {
+        model: ModelConfig {
+            freeze_init: true,
+            ..grown.model.clone()
+        },
+        ..grown.clone()
+    };
+    let third = train(
+        &frozen,
+        &flex,
+        &tmp.path().join("frozen"),
+        None,
+        &mut |_| Flow::Continue,
+    )
+    .unwrap();
+    assert_eq!(third.evaluations[0].loss, start.loss);
+    assert!(
+        third.evaluations.last().unwrap().loss != start.loss,
+        "the new blocks train"
+    );
+    let load = |config: &ModelConfig, dir: &str| {
+        let device = flex.device.clone().autodiff();
+        let task = base.task.build().unwrap();
+        let model = burn::module::Module::load_file(
+            config.init(
+                task.vocab().len(),
+                &mut stream_rng(0, Purpose(99), 0),
+                &device,
+            ),
+            tmp.path().join(dir).join("model.bpk"),
+        );
+        let mut values = ParamValues(Vec::new());
+        burn::module::Module::visit(&model, &mut values);
+        values.0
+    };
+    let before = load(&base.model, "base");
+    let after = load(&frozen.model, "frozen");
+    let kept = before.len() - 4; // all but the final norm's two and the head's two
+    assert_eq!(
+        &after[..kept],
+        &before[..kept],
+        "the init blocks stay as they were"
+    );
     // Without init weights there is nothing to grow from.
     let err = train(
         &RunConfig {
@@ -1087,4 +1132,14 @@ fn a_model_grown_from_fewer_blocks_starts_where_they_ended() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("model.init_layers"), "{err}");
+}
+
+/// Every float parameter's values, in visit order.
+struct ParamValues(Vec<Vec<f32>>);
+
+impl burn::module::ModuleVisitor for ParamValues {
+    fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<burn::tensor::Tensor<D>>) {
+        self.0
+            .push(p.val().into_data().try_to_vec::<f32>().unwrap());
+    }
 }

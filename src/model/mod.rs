@@ -109,6 +109,11 @@ pub struct ModelConfig {
     /// have every block).
     #[serde(skip_serializing_if = "is_zero")]
     pub init_layers: usize,
+    /// With `init_layers`: keep the init weights' blocks and the embeddings fixed (no gradient),
+    /// so that only the new blocks, the final norm and the head train and the circuits the init
+    /// model holds cannot be overwritten.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_init: bool,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -129,6 +134,7 @@ impl Default for ModelConfig {
             context: 64,
             conv_kernel: 0,
             init_layers: 0,
+            freeze_init: false,
         }
     }
 }
@@ -165,6 +171,12 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", format!("{} is not in [0, 1)", self.dropout));
+        }
+        if self.freeze_init && self.init_layers == 0 {
+            return bad(
+                "freeze_init",
+                "freezes the blocks a model grows from: set init_layers too".into(),
+            );
         }
         if self.init_layers > 0
             && (self.kind != ModelKind::Scratch || self.init_layers >= self.n_layers)
@@ -517,8 +529,9 @@ pub enum Model {
 impl Model {
     /// This fresh model grown from `base`, a scratch model of the same shape but fewer blocks
     /// (see [`ModelConfig::init_layers`]): `base`'s embeddings, blocks, final norm and head, then
-    /// this model's blocks beyond `base`'s as identities (their residual outputs zeroed).
-    pub fn grown_from(self, base: Model) -> Model {
+    /// this model's blocks beyond `base`'s as identities (their residual outputs zeroed); with
+    /// `freeze`, `base`'s blocks and the embeddings without gradients.
+    pub fn grown_from(self, base: Model, freeze: bool) -> Model {
         let (Model::Scratch(fresh), Model::Scratch(base)) = (self, base) else {
             panic!("only scratch models grow (checked by ModelConfig::validate)");
         };
@@ -535,7 +548,14 @@ impl Model {
             })
         };
         let kept = base.blocks.len();
-        let mut blocks = base.blocks;
+        let (mut blocks, token, position) = match freeze {
+            true => (
+                base.blocks.into_iter().map(|b| b.no_grad()).collect(),
+                base.token.no_grad(),
+                base.position.no_grad(),
+            ),
+            false => (base.blocks, base.token, base.position),
+        };
         for mut b in fresh.blocks.into_iter().skip(kept) {
             b.proj.weight = zero(b.proj.weight);
             b.proj.bias = b.proj.bias.map(zero1);
@@ -548,8 +568,8 @@ impl Model {
             blocks.push(b);
         }
         Model::Scratch(Transformer {
-            token: base.token,
-            position: base.position,
+            token,
+            position,
             blocks,
             ln_final: base.ln_final,
             head: base.head,

@@ -443,7 +443,7 @@ fn start_learner(
                     .init(task.vocab().len(), &mut rng, &setup.device)
                     .try_load_file(&weights)
                     .map_err(load_error)?;
-                model.grown_from(base)
+                model.grown_from(base, config.model.freeze_init)
             }
         };
     }
