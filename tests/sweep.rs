@@ -648,6 +648,14 @@ fn a_packed_sweep_records_what_the_unpacked_one_does() {
             );
         }
     }
+    // Each packed run records the steps it took in a pack; an unpacked one records none.
+    let run = Path::new(&out).join("runs/stratified-s0");
+    assert_eq!(json(&run.join("manifest.json"))["packed_steps"], 20);
+    let alone_run = dir.path().join("alone/runs/stratified-s0/manifest.json");
+    assert!(json(&alone_run).get("packed_steps").is_none());
+    // `skillit rerun` retrains it alone and does not call the rounding differences a failure.
+    let o = skillit(&["rerun", &run.display().to_string()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = skillit(&["sweep", &file, "--out", &out, "--pack", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pack"));

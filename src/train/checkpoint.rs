@@ -30,6 +30,9 @@ pub(crate) struct Checkpoint {
     /// rounds do not rebuild (absent in older checkpoints: null).
     #[serde(default)]
     pub(crate) method_state: serde_json::Value,
+    /// The steps taken in a pack so far (absent in older checkpoints: 0).
+    #[serde(default)]
+    pub(crate) packed_steps: u64,
 }
 
 /// Where a run writes its outputs.

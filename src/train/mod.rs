@@ -248,6 +248,7 @@ pub fn train_in_pack(
             epochs: (1..=setup.k).map(|s| stream.epochs(s)).collect(),
             ..d
         }),
+        packed_steps: at.packed_steps,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     write_atomic(&paths.manifest(), &json)?;
@@ -374,6 +375,8 @@ struct Position {
     /// Each finished round's per-skill mean training loss.
     round_train_losses: Vec<Vec<Option<f64>>>,
     last_checkpoint: u64,
+    /// Steps taken in a pack.
+    packed_steps: u64,
 }
 
 impl Position {
@@ -386,6 +389,7 @@ impl Position {
             wall_before: 0.0,
             round_train_losses: Vec::new(),
             last_checkpoint: 0,
+            packed_steps: 0,
         }
     }
 }
@@ -571,6 +575,7 @@ fn resume(setup: &Setup, ck: Checkpoint, s: &mut LoopState) -> Result<()> {
         wall_before: ck.wall_time,
         round_train_losses: ck.round_train_losses,
         last_checkpoint: ck.step,
+        packed_steps: ck.packed_steps,
     };
     s.recorder.eval_time = ck.eval_time;
     s.recorder.evaluations = ck.evaluations;
@@ -667,6 +672,7 @@ fn train_round(
                 let examples = batch.iter().map(|&e| e.clone()).collect();
                 let losses = slot.step(examples, lr)?;
                 learner.stale = true;
+                s.at.packed_steps += 1;
                 losses
             }
             None => {
@@ -742,6 +748,7 @@ fn write_round_checkpoint(setup: &Setup, s: &mut LoopState, started: Instant) ->
             eval_time: s.recorder.eval_time,
             wall_time: at.wall_before + started.elapsed().as_secs_f64(),
             method_state: s.method.state(),
+            packed_steps: at.packed_steps,
         },
     )
 }

@@ -54,6 +54,14 @@ pub struct Manifest {
     /// the generators).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<DataRecord>,
+    /// The steps taken in a pack with other runs (`sweep --pack`; absent when none): their
+    /// numbers differ from an unpacked run's by float rounding, which training amplifies.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub packed_steps: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A JSONL task's file as a run read it: `data.json` in the run folder (written when the run
@@ -137,6 +145,8 @@ pub struct RecordedRun {
     pub evaluations: Vec<Evaluation>,
     #[serde(default)]
     pub method_state: serde_json::Value,
+    #[serde(default)]
+    pub packed_steps: u64,
 }
 
 /// Reads the manifest.json of the run folder `dir`.
