@@ -3,14 +3,7 @@
 # no Rust toolchain): the skillit binary travels built and compressed in .gpu/skillit.xz, Vulkan's
 # loader as Debian packages in .gl/ (see the device tool's README). Writes JSON lines to $OUT.
 set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-xz -dc .gpu/skillit.xz > /tmp/skillit && chmod +x /tmp/skillit
-S=/tmp/skillit
-out=${OUT:-/tmp/out}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+source benches/gpu/setup.sh
 nproc | tee -a "$out/gpu.txt"
 run() { echo "+ $*"; "$@"; }
 {

@@ -4,14 +4,7 @@
 # runs (`skillit bench --pack R`) for the laptop and paper presets and the base search's model, and
 # the packed throughput sweep's wall time against unpacked --jobs. Writes to $OUT; about 8 minutes.
 set -uo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
-xz -dc .gpu/skillit.xz > /tmp/skillit && chmod +x /tmp/skillit
-S=/tmp/skillit
-out=${OUT:-/tmp/out}
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+source benches/gpu/setup.sh
 run() { echo "+ $*"; timeout 120 "$@"; }
 {
   for R in 4 16 64; do
