@@ -5,8 +5,8 @@
 //! of the chase (the queried clause before or after the clause it points to) and by the number of
 //! roots of the forest.
 //!
-//! `cargo run --example hop_orders -- MODEL.bpk [N] [LAYERS]` (LAYERS: 8 unless the model was grown,
-//! `init_layers`).
+//! `cargo run --example hop_orders -- MODEL.bpk [N] [LAYERS] [HEADS]` (LAYERS: 8 unless the model
+//! was grown, `init_layers`; HEADS: 4 unless it is the 8-head candidate).
 
 use std::collections::BTreeMap;
 
@@ -45,9 +45,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: hop_orders MODEL.bpk [N] [LAYERS]");
+        .expect("usage: hop_orders MODEL.bpk [N] [LAYERS] [HEADS]");
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
     let layers: usize = args.get(3).map_or(8, |s| s.parse().expect("LAYERS"));
+    let heads: usize = args.get(4).map_or(4, |s| s.parse().expect("HEADS"));
     let task = TaskSpec::Recall {
         k: 5,
         queries: 1,
@@ -61,7 +62,7 @@ fn main() {
     let model = ModelConfig {
         d_model: 128,
         n_layers: layers,
-        n_heads: 4,
+        n_heads: heads,
         d_ff: 512,
         dropout: 0.0,
         context: 64,
