@@ -203,14 +203,55 @@ fn record_error(e: impl std::fmt::Debug) -> Error {
     }
 }
 
-/// The burnpack tensors and scalars of an optimizer's state.
-fn optimizer_parts(
-    optim: &ModuleOptimizer,
-) -> Result<(Vec<burn_pack::Tensor>, BTreeMap<String, burn_pack::Scalar>)> {
-    let bytes = optim.into_bytes().map_err(record_error)?;
-    let reader = burn_pack::Reader::from_bytes(bytes).map_err(record_error)?;
-    let scalars = reader.scalars().clone();
-    Ok((reader.into_tensors().map_err(record_error)?, scalars))
+/// One tensor of an optimizer's state: name, dtype, shape, parameter id, bytes.
+type StateTensor = (
+    String,
+    burn_pack::DType,
+    Vec<usize>,
+    Option<u64>,
+    burn_pack::Bytes,
+);
+
+/// An optimizer's state as burnpack parts, keyed by parameter id (`{id}.…`): each tensor's
+/// name, dtype, shape, parameter id and bytes, and the scalars (step counts, `__rank`).
+pub(crate) struct OptimizerParts {
+    tensors: Vec<StateTensor>,
+    scalars: BTreeMap<String, burn_pack::Scalar>,
+}
+
+impl OptimizerParts {
+    fn of(optim: &ModuleOptimizer) -> Result<Self> {
+        let bytes = optim.into_bytes().map_err(record_error)?;
+        let reader = burn_pack::Reader::from_bytes(bytes).map_err(record_error)?;
+        let scalars = reader.scalars().clone();
+        let tensors = reader
+            .into_tensors()
+            .map_err(record_error)?
+            .into_iter()
+            .map(|t| {
+                let (name, dtype, shape, id, bytes) = t.into_parts().map_err(record_error)?;
+                Ok((name, dtype, shape.to_vec(), id, bytes))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { tensors, scalars })
+    }
+
+    /// `optim` loaded with these parts.
+    fn load_into(self, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
+        let tensors = self
+            .tensors
+            .into_iter()
+            .map(|(name, dtype, shape, id, bytes)| {
+                burn_pack::Tensor::new(name, dtype, shape, id, bytes)
+            })
+            .collect();
+        let mut writer = burn_pack::Writer::new(tensors);
+        for (key, value) in &self.scalars {
+            writer = writer.with_scalar(key, *value);
+        }
+        let bytes = writer.into_bytes().map_err(record_error)?;
+        optim.from_bytes(bytes).map_err(record_error)
+    }
 }
 
 /// The optimizer state keyed by `{id}.…` renamed to `{to}.…` for each `(id, to)` of `ids`.
@@ -220,62 +261,49 @@ fn rename(key: &str, ids: &HashMap<u64, u64>) -> Option<String> {
     Some(format!("{to}.{rest}"))
 }
 
-/// `optim` (built for a model of `model_ids`) loaded with `tensors` and `scalars`.
-fn with_parts(
-    optim: ModuleOptimizer,
-    tensors: Vec<burn_pack::Tensor>,
-    scalars: BTreeMap<String, burn_pack::Scalar>,
-) -> Result<ModuleOptimizer> {
-    let mut writer = burn_pack::Writer::new(tensors);
-    for (key, value) in &scalars {
-        writer = writer.with_scalar(key, *value);
+/// A scalar of the optimizer state under `key`, a parameter's `__rank` shifted by `delta` (a
+/// packed parameter has one axis more than a run's).
+fn shift_rank(key: &str, value: burn_pack::Scalar, delta: i64) -> burn_pack::Scalar {
+    match (key.ends_with(".__rank"), value) {
+        (true, burn_pack::Scalar::UInt(n)) => {
+            burn_pack::Scalar::UInt(n.checked_add_signed(delta).expect("a rank"))
+        }
+        (true, burn_pack::Scalar::Int(n)) => burn_pack::Scalar::Int(n + delta),
+        _ => value,
     }
-    let bytes = writer.into_bytes().map_err(record_error)?;
-    optim.from_bytes(bytes).map_err(record_error)
 }
 
-/// Run r's share of a pack's AdamW state, loaded into `fresh` (the optimizer [`optimizer`] builds
-/// for run r's model): each packed moment's slice r under run r's parameter id, the step counts
-/// as they are. `ids`: [`aligned_ids`] for run r.
+/// Run r's share of a pack's AdamW state (`packed`: its parts), loaded into `fresh` (the
+/// optimizer [`optimizer`] builds for run r's model): each packed moment's slice r under run r's
+/// parameter id, the step counts as they are. `ids`: [`aligned_ids`] for run r.
 pub(crate) fn unstack_optimizer(
-    packed: &ModuleOptimizer,
+    packed: &OptimizerParts,
     ids: &[(u64, u64)],
     r: usize,
     fresh: ModuleOptimizer,
 ) -> Result<ModuleOptimizer> {
-    let (tensors, scalars) = optimizer_parts(packed)?;
     let to_run: HashMap<u64, u64> = ids.iter().copied().collect();
-    let mut out = Vec::with_capacity(tensors.len());
-    for t in tensors {
-        let (name, dtype, shape, param_id, bytes) = t.into_parts().map_err(record_error)?;
-        let (Some(name), Some(id)) = (rename(&name, &to_run), param_id) else {
+    let mut tensors = Vec::with_capacity(packed.tensors.len());
+    for (name, dtype, dims, param_id, bytes) in &packed.tensors {
+        let (Some(name), Some(id)) = (rename(name, &to_run), param_id) else {
             continue;
         };
-        let dims = shape.to_vec();
         let per_run = bytes.len() / dims[0];
         let slice = bytes[r * per_run..(r + 1) * per_run].to_vec();
-        out.push(burn_pack::Tensor::new(
+        tensors.push((
             name,
-            dtype,
+            *dtype,
             dims[1..].to_vec(),
-            to_run.get(&id).copied(),
+            to_run.get(id).copied(),
             burn_pack::Bytes::from_bytes_vec(slice),
         ));
     }
-    let scalars = scalars
+    let scalars = packed
+        .scalars
         .iter()
-        .filter_map(|(key, value)| {
-            let name = rename(key, &to_run)?;
-            // Each parameter's rank: one less than the packed one's.
-            let value = match (key.ends_with(".__rank"), value) {
-                (true, burn_pack::Scalar::UInt(n)) => burn_pack::Scalar::UInt(n - 1),
-                (true, burn_pack::Scalar::Int(n)) => burn_pack::Scalar::Int(n - 1),
-                _ => *value,
-            };
-            Some((name, value))
-        })
+        .filter_map(|(key, value)| Some((rename(key, &to_run)?, shift_rank(key, *value, -1))))
         .collect();
-    with_parts(fresh, out, scalars)
+    OptimizerParts { tensors, scalars }.load_into(fresh)
 }
 
 /// The pack's AdamW state from its runs' own (`runs[r]`: run r's optimizer and [`aligned_ids`]),
@@ -288,15 +316,15 @@ pub(crate) fn stack_optimizers(
     let mut parts = Vec::with_capacity(runs.len());
     for (optim, ids) in runs {
         let to_pack: HashMap<u64, u64> = ids.iter().map(|&(p, o)| (o, p)).collect();
-        let (tensors, scalars) = optimizer_parts(optim)?;
+        let own = OptimizerParts::of(optim)?;
         let mut by_name = BTreeMap::new();
-        for t in tensors {
-            let (name, dtype, shape, _, bytes) = t.into_parts().map_err(record_error)?;
+        for (name, dtype, dims, _, bytes) in own.tensors {
             if let Some(name) = rename(&name, &to_pack) {
-                by_name.insert(name, (dtype, shape.to_vec(), bytes));
+                by_name.insert(name, (dtype, dims, bytes));
             }
         }
-        let scalars: BTreeMap<String, burn_pack::Scalar> = scalars
+        let scalars: BTreeMap<String, burn_pack::Scalar> = own
+            .scalars
             .iter()
             .filter_map(|(k, v)| Some((rename(k, &to_pack)?, *v)))
             .collect();
@@ -322,7 +350,7 @@ pub(crate) fn stack_optimizers(
         let id = name
             .split_once('.')
             .and_then(|(id, _)| id.parse::<u64>().ok());
-        tensors.push(burn_pack::Tensor::new(
+        tensors.push((
             name.clone(),
             *dtype,
             shape,
@@ -332,16 +360,9 @@ pub(crate) fn stack_optimizers(
     }
     let scalars = first_scalars
         .iter()
-        .map(|(key, value)| {
-            let value = match (key.ends_with(".__rank"), value) {
-                (true, burn_pack::Scalar::UInt(n)) => burn_pack::Scalar::UInt(n + 1),
-                (true, burn_pack::Scalar::Int(n)) => burn_pack::Scalar::Int(n + 1),
-                _ => *value,
-            };
-            (key.clone(), value)
-        })
+        .map(|(key, value)| (key.clone(), shift_rank(key, *value, 1)))
         .collect();
-    with_parts(fresh, tensors, scalars)
+    OptimizerParts { tensors, scalars }.load_into(fresh)
 }
 
 /// A pack being trained: R runs, each in its own thread running [`train_in_pack`], that meet
@@ -377,6 +398,9 @@ struct PackState {
 struct Trained {
     model: Option<PackedTransformer>,
     optim: ModuleOptimizer,
+    /// `optim`'s state as parts, read once after a step for all the runs' checkpoints (each
+    /// takes its slice) and dropped by the next step.
+    optim_parts: Option<OptimizerParts>,
     /// Run r's [`aligned_ids`].
     ids: Vec<Vec<(u64, u64)>>,
 }
@@ -467,6 +491,7 @@ impl PackState {
         self.trained = Some(Trained {
             model: Some(pack),
             optim,
+            optim_parts: None,
             ids,
         });
         self.joining = (0..self.active.len()).map(|_| None).collect();
@@ -494,14 +519,13 @@ impl PackState {
         let (next, losses) =
             packed_train_step(model, &mut trained.optim, &refs, t, self.lr, device);
         trained.model = Some(next);
+        trained.optim_parts = None;
         for (r, l) in losses.into_iter().enumerate() {
             self.results[r] = self.active[r].then_some(l);
         }
         self.generation += 1;
     }
-}
 
-impl PackState {
     /// Stacks once every run still in the pack has joined; a failure breaks the pack.
     fn stack_when_joined(&mut self, t: &crate::config::TrainingConfig) {
         if self.trained.is_none() && self.broken.is_none() && self.all_joined() {
@@ -582,11 +606,15 @@ impl PackSlot {
     /// The run's own AdamW state, loaded into `fresh` (the optimizer [`optimizer`] builds for
     /// its model): what its checkpoint saves.
     pub(crate) fn optimizer(&self, fresh: ModuleOptimizer) -> Result<ModuleOptimizer> {
-        let st = self.pack.lock();
-        match &st.trained {
-            Some(t) => unstack_optimizer(&t.optim, &t.ids[self.r], self.r, fresh),
-            None => Err(Self::broken("the run has not joined its pack")),
+        let mut st = self.pack.lock();
+        let Some(t) = &mut st.trained else {
+            return Err(Self::broken("the run has not joined its pack"));
+        };
+        if t.optim_parts.is_none() {
+            t.optim_parts = Some(OptimizerParts::of(&t.optim)?);
         }
+        let parts = t.optim_parts.as_ref().expect("read above");
+        unstack_optimizer(parts, &t.ids[self.r], self.r, fresh)
     }
 }
 
