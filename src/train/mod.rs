@@ -330,29 +330,19 @@ struct Learner {
 
 impl Learner {
     fn model(&mut self) -> &Model {
-        if self.stale {
-            if let (Some(slot), Some(model)) = (&self.pack, &mut self.model) {
-                slot.weights_into(model);
-            }
-            self.stale = false;
-        }
+        self.refresh();
         self.model
             .as_ref()
             .expect("the model is in place between steps")
     }
 
-    /// The run's optimizer as a checkpoint saves it: its own, or its share of the pack's.
-    fn run_optimizer(
-        &mut self,
-        t: &crate::config::TrainingConfig,
-    ) -> Result<Option<ModuleOptimizer>> {
-        match &self.pack {
-            Some(slot) if slot.joined() => {
-                let fresh = optimizer(self.model(), t);
-                let slot = self.pack.as_ref().expect("checked above");
-                slot.optimizer(fresh).map(Some)
+    /// Brings `model` up to date with the run's weights in its pack after packed steps.
+    fn refresh(&mut self) {
+        if self.stale {
+            if let (Some(slot), Some(model)) = (&self.pack, &mut self.model) {
+                slot.weights_into(model);
             }
-            _ => Ok(None),
+            self.stale = false;
         }
     }
 
@@ -725,16 +715,21 @@ fn train_round(
 /// The checkpoint at a round's end: the model, the optimizer and where the run stands.
 fn write_round_checkpoint(setup: &Setup, s: &mut LoopState, started: Instant) -> Result<()> {
     s.at.last_checkpoint = s.at.step;
-    let packed_optim = s.learner.run_optimizer(setup.t)?;
     let at = &*s.at;
-    let learner = &mut *s.learner;
-    learner.model();
+    s.learner.refresh();
+    let learner = &*s.learner;
+    let model = learner
+        .model
+        .as_ref()
+        .expect("the model is in place between steps");
+    // In a pack, the run's own share of the pack's optimizer state.
+    let packed_optim = match &learner.pack {
+        Some(slot) if slot.joined() => Some(slot.optimizer(optimizer(model, setup.t))?),
+        _ => None,
+    };
     write_checkpoint(
         setup.paths,
-        learner
-            .model
-            .as_ref()
-            .expect("the model is in place between steps"),
+        model,
         packed_optim.as_ref().unwrap_or(&learner.optim),
         &Checkpoint {
             config: setup.config.clone(),
