@@ -31,41 +31,21 @@ pub fn measure_speed(
     let t = &config.training;
     let device = selected.device.clone().autodiff();
     let mut init = stream_rng(0, Purpose(99), 0);
-    let (mut model, codec) = config.model.build(task.vocab(), &mut init, &device)?;
+    let (model, codec) = config.model.build(task.vocab(), &mut init, &device)?;
     let num_params = model.num_params();
     let mut optim = optimizer(&model, t);
-    let mut rng = stream_rng(0, Purpose::TRAIN, 1);
     let k = task.num_skills();
-    let examples: Vec<Example> = (0..t.batch_size)
-        .map(|i| task.example(1 + i % k, &mut rng))
-        .collect();
-    let examples = codec.encode(examples)?;
+    let examples = bench_batch(task.as_ref(), &codec, t.batch_size, 0)?;
     let batch: Vec<&Example> = examples.iter().collect();
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let mut times = Vec::with_capacity(steps);
-    for i in 0..warmup + steps.max(1) {
-        let t0 = Instant::now();
-        let (m, _) = train_step(model, &mut optim, &batch, t, t.lr, &device);
-        model = m;
-        if i >= warmup {
-            times.push(1000.0 * t0.elapsed().as_secs_f64());
-        }
-    }
-    let ms_per_step = median(times);
+    let (model, ms_per_step) = time_steps(model, warmup, steps, |m| {
+        train_step(m, &mut optim, &batch, t, t.lr, &device).0
+    });
     let validation = ValidationSet::standard(task.as_ref(), t.val_per_skill)?;
     let validation = codec.encode(validation.iter().cloned().collect())?;
     let plain = model.valid();
-    evaluate(&plain, &validation, k, &selected.device, 0);
-    let eval_times: Vec<f64> = (0..evals.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            evaluate(&plain, &validation, k, &selected.device, 0);
-            1000.0 * t0.elapsed().as_secs_f64()
-        })
-        .collect();
+    let ((), ms_per_eval) = time_steps((), 1, evals, |()| {
+        evaluate(&plain, &validation, k, &selected.device, 0);
+    });
     Ok(Speed {
         backend: selected.backend.clone(),
         adapter: selected.adapter.clone(),
@@ -74,7 +54,7 @@ pub fn measure_speed(
         // In the model's tokens (a pretrained tokenizer's lengths vary: the longest of the batch).
         seq_len: batch.iter().map(|e| e.tokens.len()).max().unwrap_or(0),
         ms_per_step,
-        ms_per_eval: median(eval_times),
+        ms_per_eval,
         eval_sequences: validation.len(),
     })
 }
@@ -104,16 +84,11 @@ pub fn measure_packed_speed(
     let device = selected.device.clone().autodiff();
     let mut models = Vec::with_capacity(runs);
     let mut batches = Vec::with_capacity(runs);
-    let k = task.num_skills();
     for r in 0..runs as u64 {
         let mut init = stream_rng(r, Purpose(99), 0);
         let (model, codec) = config.model.build(task.vocab(), &mut init, &device)?;
         models.push(model);
-        let mut rng = stream_rng(r, Purpose::TRAIN, 1);
-        let examples: Vec<Example> = (0..t.batch_size)
-            .map(|i| task.example(1 + i % k, &mut rng))
-            .collect();
-        batches.push(codec.encode(examples)?);
+        batches.push(bench_batch(task.as_ref(), &codec, t.batch_size, r)?);
     }
     let refs: Vec<&Model> = models.iter().collect();
     if !crate::model::packed::PackedTransformer::can_pack(&refs) {
@@ -124,7 +99,7 @@ pub fn measure_packed_speed(
                 .into(),
         });
     }
-    let mut pack = crate::model::packed::PackedTransformer::stack(&refs);
+    let pack = crate::model::packed::PackedTransformer::stack(&refs);
     drop(models);
     let mut optim = packed_optimizer(&pack, t);
     let batch: Vec<Vec<&Example>> = batches.iter().map(|b| b.iter().collect()).collect();
@@ -135,19 +110,48 @@ pub fn measure_packed_speed(
             message: "this task's answers are several tokens long: such runs train unpacked".into(),
         });
     }
-    let mut times = Vec::with_capacity(steps);
-    for i in 0..warmup + steps.max(1) {
-        let t0 = Instant::now();
-        pack = packed_train_step(pack, &mut optim, &batch, t, t.lr, &device).0;
-        if i >= warmup {
-            times.push(1000.0 * t0.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    let ms = times[times.len() / 2];
+    let (_, ms) = time_steps(pack, warmup, steps, |p| {
+        packed_train_step(p, &mut optim, &batch, t, t.lr, &device).0
+    });
     Ok(PackedSpeed {
         runs,
         ms_per_packed_step: ms,
         runs_steps_per_s: 1000.0 * runs as f64 / ms,
     })
+}
+
+/// A bench step's batch: `batch_size` examples cycling through the task's skills, from stream
+/// `seed` (run r of a pack draws its own).
+fn bench_batch(
+    task: &dyn Task,
+    codec: &crate::model::Codec,
+    batch_size: usize,
+    seed: u64,
+) -> Result<Vec<Example>> {
+    let mut rng = stream_rng(seed, Purpose::TRAIN, 1);
+    let k = task.num_skills();
+    let examples = (0..batch_size)
+        .map(|i| task.example(1 + i % k, &mut rng))
+        .collect();
+    codec.encode(examples)
+}
+
+/// Runs `step` on `state` `warmup` times untimed, then `timed` times (at least once) timed;
+/// returns the final state and the median time of the timed runs in ms.
+fn time_steps<S>(
+    mut state: S,
+    warmup: usize,
+    timed: usize,
+    mut step: impl FnMut(S) -> S,
+) -> (S, f64) {
+    let mut times = Vec::with_capacity(timed.max(1));
+    for i in 0..warmup + timed.max(1) {
+        let t0 = Instant::now();
+        state = step(state);
+        if i >= warmup {
+            times.push(1000.0 * t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    (state, times[times.len() / 2])
 }
