@@ -68,9 +68,7 @@ impl BenchArgs {
         if steps == 0 {
             return Err(skillit::Error::flag("--steps", "must be at least 1"));
         }
-        if pack == Some(0) {
-            return Err(skillit::Error::flag("--pack", "must be at least 1"));
-        }
+        let pack = pack.map(check_pack).transpose()?;
         run.validate("command line")?;
         let selected = skillit::device::select(device)?;
         let speed = skillit::train::measure_speed(&run, &selected, warmup, steps, evals)?;

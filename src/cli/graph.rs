@@ -114,12 +114,7 @@ impl LearnArgs {
         if jobs == 0 {
             return Err(skillit::Error::flag("--jobs", "must be at least 1"));
         }
-        if pack == 0 {
-            return Err(skillit::Error::flag(
-                "--pack",
-                "must be at least 1 (1: no packing)",
-            ));
-        }
+        let pack = check_pack(pack)?;
         skillit::results::prepare_output_dir(&probe_dir, "--out")?;
         let selected = skillit::device::select(device)?;
         let k = request.base.task.build()?.num_skills();

@@ -60,6 +60,17 @@ pub(crate) enum Format {
     Text,
 }
 
+/// `--pack R` checked: at least 1 (1 trains every run alone).
+pub(crate) fn check_pack(pack: usize) -> skillit::Result<usize> {
+    match pack {
+        0 => Err(skillit::Error::flag(
+            "--pack",
+            "must be at least 1 (1: no packing)",
+        )),
+        r => Ok(r),
+    }
+}
+
 /// Writes to stdout; a closed pipe comes back as an I/O error that `main` treats as success.
 pub(crate) fn emit(text: &str) -> skillit::Result<()> {
     let mut out = io::stdout().lock();

@@ -84,13 +84,7 @@ impl SweepArgs {
             .into_iter()
             .filter(|r| !skillit::sweep::is_done(&self.out, &r.run_id, self.retry_failed))
             .collect();
-        let pack = self.pack.unwrap_or(plan.pack);
-        if pack == 0 {
-            return Err(skillit::Error::flag(
-                "--pack",
-                "must be at least 1 (1: no packing)",
-            ));
-        }
+        let pack = check_pack(self.pack.unwrap_or(plan.pack))?;
         let bars = SweepBars::new(&todo, jobs * pack);
         skillit::sweep::execute(&self.out, &todo, &selected, jobs, pack, &|e| {
             bars.on_event(e)
