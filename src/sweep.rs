@@ -474,7 +474,12 @@ fn run_status_in(run_folder: &Path) -> String {
 
 /// A run folder's manifest.json as JSON, if it has a readable one.
 fn read_manifest(run_folder: &Path) -> Option<serde_json::Value> {
-    std::fs::read(run_folder.join("manifest.json"))
+    read_json(&run_folder.join("manifest.json"))
+}
+
+/// A JSON file's value, if it is there and reads.
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
@@ -883,10 +888,10 @@ fn packs<'a>(runs: &[&'a PlannedRun], pack: usize) -> Vec<Vec<&'a PlannedRun>> {
 
 /// The step a run folder's checkpoint resumes from (0 without one).
 fn resume_step(out: &Path, run_id: &str) -> u64 {
-    let state = run_dir(out, run_id).join("checkpoint").join("state.json");
-    std::fs::read(state)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    let paths = crate::train::RunPaths {
+        dir: run_dir(out, run_id),
+    };
+    read_json(&paths.checkpoint_state())
         .and_then(|v| v["step"].as_u64())
         .unwrap_or(0)
 }
