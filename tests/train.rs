@@ -617,8 +617,8 @@ fn a_resumed_jsonl_run_repeats_the_uninterrupted_one_across_epochs() {
     }
     let data = tmp.path().join("d.jsonl");
     std::fs::write(&data, text).unwrap();
+    let short = short_run_config("stratified", 4);
     let config = RunConfig {
-        setting: "pretrain".into(),
         task: TaskSpec::Jsonl {
             path: data.display().to_string(),
         },
@@ -627,19 +627,11 @@ fn a_resumed_jsonl_run_repeats_the_uninterrupted_one_across_epochs() {
             ..tiny_model()
         },
         training: TrainingConfig {
-            steps: 80,
-            warmup: 5,
-            steps_per_round: 20,
-            eval_every: 10,
             val_per_skill: 10,
-            ..TrainingConfig::default()
+            ..short.training.clone()
         },
         method: MethodSpec::Stratified,
-        seed: 4,
-        target: None,
-        train_skills: None,
-        eval_skills: None,
-        init: None,
+        ..short
     };
     let (a, b) = resume_repeats_the_whole_run(&config, "jsonl");
     let epochs = a.data.as_ref().unwrap().epochs.clone();
