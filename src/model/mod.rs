@@ -343,6 +343,15 @@ pub fn sha256_file(path: &std::path::Path) -> Result<(String, u64)> {
     Ok((hex, bytes))
 }
 
+/// The parameter with its values replaced by zeros (same shape, device, id, gradient leaf where it
+/// was one).
+pub(crate) fn zeroed_param<const D: usize>(param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+    param.map(|t| {
+        let leaf = t.is_require_grad();
+        t.zeros_like().set_require_grad(leaf)
+    })
+}
+
 /// The parameter with its values replaced by N(0, std²) draws from `rng` (same shape, device, id).
 pub(crate) fn normal_param<const D: usize>(
     param: Param<Tensor<D>>,
@@ -535,18 +544,6 @@ impl Model {
         let (Model::Scratch(fresh), Model::Scratch(base)) = (self, base) else {
             panic!("only scratch models grow (checked by ModelConfig::validate)");
         };
-        let zero = |p: Param<Tensor<2>>| {
-            p.map(|t| {
-                let leaf = t.is_require_grad();
-                t.zeros_like().set_require_grad(leaf)
-            })
-        };
-        let zero1 = |p: Param<Tensor<1>>| {
-            p.map(|t| {
-                let leaf = t.is_require_grad();
-                t.zeros_like().set_require_grad(leaf)
-            })
-        };
         let kept = base.blocks.len();
         let (mut blocks, token, position) = match freeze {
             true => (
@@ -557,13 +554,13 @@ impl Model {
             false => (base.blocks, base.token, base.position),
         };
         for mut b in fresh.blocks.into_iter().skip(kept) {
-            b.proj.weight = zero(b.proj.weight);
-            b.proj.bias = b.proj.bias.map(zero1);
-            b.fc_out.weight = zero(b.fc_out.weight);
-            b.fc_out.bias = b.fc_out.bias.map(zero1);
+            b.proj.weight = zeroed_param(b.proj.weight);
+            b.proj.bias = b.proj.bias.map(zeroed_param);
+            b.fc_out.weight = zeroed_param(b.fc_out.weight);
+            b.fc_out.bias = b.fc_out.bias.map(zeroed_param);
             if let Some(conv) = &mut b.conv {
-                conv.weight = zero(conv.weight.clone());
-                conv.bias = zero1(conv.bias.clone());
+                conv.weight = zeroed_param(conv.weight.clone());
+                conv.bias = zeroed_param(conv.bias.clone());
             }
             blocks.push(b);
         }

@@ -6,7 +6,7 @@
 //! run r's gradient in run r's slice: the runs stay independent, and AdamW, being element-wise,
 //! updates each slice exactly as it would alone.
 //!
-//! [`PackedTransformer::stack`] and [`PackedTransformer::unstack`] move between the pack and R
+//! [`PackedTransformer::stack`] and [`PackedTransformer::unstack_into`] move between the pack and R
 //! ordinary [`Transformer`]s (evaluation, checkpoints and model.bpk stay per run).
 
 use super::*;
