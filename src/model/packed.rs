@@ -10,6 +10,7 @@
 //! ordinary [`Transformer`]s (evaluation, checkpoints and model.bpk stay per run).
 
 use super::*;
+use burn::module::{ModuleVisitor, ParamId};
 
 /// LayerNorm's ε: `LayerNormConfig`'s default, which every scratch LayerNorm uses.
 const LN_EPSILON: f64 = 1e-5;
@@ -233,16 +234,11 @@ impl PackedTransformer {
             .collect();
         let Some(shapes) = shapes else { return false };
         let shape = |t: &Transformer| {
-            let mut dims = Vec::new();
-            dims.extend(t.token.weight.val().dims());
-            dims.extend(t.position.weight.val().dims());
-            dims.push(t.blocks.len());
-            for b in &t.blocks {
-                dims.extend(b.fc.weight.val().dims());
-                dims.push(b.n_heads);
-                dims.push(b.conv.as_ref().map_or(0, |c| c.weight.val().dims()[0]));
-            }
-            dims
+            let params: Vec<Vec<usize>> = param_shapes(t).into_iter().map(|(_, d)| d).collect();
+            (
+                params,
+                t.blocks.iter().map(|b| b.n_heads).collect::<Vec<_>>(),
+            )
         };
         let first = shape(shapes[0]);
         shapes
@@ -354,6 +350,19 @@ impl PackedTransformer {
         let last = hidden.gather(1, index);
         log_softmax(self.head.forward(last), 2)
     }
+}
+
+/// Every float parameter of a module in visit order: its id and shape.
+pub(crate) fn param_shapes<M: Module>(module: &M) -> Vec<(ParamId, Vec<usize>)> {
+    struct Shapes(Vec<(ParamId, Vec<usize>)>);
+    impl ModuleVisitor for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push((param.id, param.val().dims().to_vec()));
+        }
+    }
+    let mut shapes = Shapes(Vec::new());
+    module.visit(&mut shapes);
+    shapes.0
 }
 
 /// `into`'s parameter (id kept) holding slice r of the packed `from`, a gradient leaf where

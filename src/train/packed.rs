@@ -3,7 +3,7 @@
 //! norm, AdamW on the stacked parameters (element-wise, so exact per run).
 
 use super::*;
-use crate::model::packed::PackedTransformer;
+use crate::model::packed::{param_shapes, PackedTransformer};
 use std::collections::{BTreeMap, HashMap};
 
 /// Whether batches of these examples can be trained as a pack under `loss`: every example's
@@ -163,27 +163,12 @@ pub fn packed_train_step(
     (optim.step(lr, model, grads), values)
 }
 
-/// Every float parameter of a module in visit order: its id and shape.
-struct ParamList(Vec<(ParamId, Vec<usize>)>);
-
-impl ModuleVisitor for ParamList {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push((param.id, param.val().dims().to_vec()));
-    }
-}
-
-fn param_list<M: Module>(module: &M) -> Vec<(ParamId, Vec<usize>)> {
-    let mut list = ParamList(Vec::new());
-    module.visit(&mut list);
-    list.0
-}
-
 /// The pack's parameter ids beside the run model's, parameter by parameter: the packed model
 /// mirrors the scratch transformer field for field, so their visit orders align; checked here
 /// by shape (each packed shape is `[R]` followed by the run's).
 pub(crate) fn aligned_ids(pack: &PackedTransformer, model: &Model) -> Vec<(u64, u64)> {
-    let packed = param_list(pack);
-    let own = param_list(model);
+    let packed = param_shapes(pack);
+    let own = param_shapes(model);
     assert_eq!(packed.len(), own.len(), "a pack mirrors its runs' models");
     packed
         .iter()
