@@ -318,7 +318,7 @@ pub(crate) fn stack_optimizers(
     let (first_tensors, first_scalars) = &parts[0];
     if parts
         .iter()
-        .any(|(t, s)| t.keys().ne(first_tensors.keys()) || s.len() != first_scalars.len())
+        .any(|(t, s)| t.keys().ne(first_tensors.keys()) || s != first_scalars)
     {
         return Err(record_error(
             "the runs' optimizer states differ in shape or step",
