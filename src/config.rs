@@ -425,6 +425,14 @@ impl RunConfig {
             }
         }
         self.model.validate(origin)?;
+        if self.model.prefix_lm && self.training.loss == LossKind::Full {
+            return bad(
+                "model.prefix_lm",
+                "lets the prompt attend in both directions, so a whole-sequence loss would show \
+                 each prompt token the token it predicts: set training.loss = \"answer\""
+                    .into(),
+            );
+        }
         if self.model.init_layers > 0 && self.init.is_none() {
             return bad(
                 "model.init_layers",

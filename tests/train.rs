@@ -74,7 +74,7 @@ fn the_model_overfits_a_tiny_fixed_batch() {
 }
 
 fn short_run(out: &Path, device: DeviceKind, steps: u64) -> skillit::train::Manifest {
-    short_run_with(out, device, steps, 0)
+    short_run_with(out, device, steps, 0, false)
 }
 
 fn short_run_with(
@@ -82,6 +82,7 @@ fn short_run_with(
     device: DeviceKind,
     steps: u64,
     conv_kernel: usize,
+    prefix_lm: bool,
 ) -> skillit::train::Manifest {
     // Only skill 1 (the root, whose bit is the only literal in the input): learnable in a few
     // hundred steps by a small model.
@@ -94,6 +95,7 @@ fn short_run_with(
             n_heads: 4,
             d_ff: 128,
             conv_kernel,
+            prefix_lm,
             ..tiny_model()
         },
         training: TrainingConfig {
@@ -161,18 +163,19 @@ fn wgpu_agrees_with_flex() {
         eprintln!("skipped: {message}");
         return;
     }
-    // Without and with the causal convolution (conv_kernel 4).
-    for conv_kernel in [0, 4] {
+    // Without and with the causal convolution (conv_kernel 4), and the prefix LM (its mask).
+    for (conv_kernel, prefix_lm) in [(0, false), (4, false), (4, true)] {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let flex = short_run_with(a.path(), DeviceKind::Flex, 20, conv_kernel);
-        let wgpu = short_run_with(b.path(), DeviceKind::Wgpu, 20, conv_kernel);
+        let flex = short_run_with(a.path(), DeviceKind::Flex, 20, conv_kernel, prefix_lm);
+        let wgpu = short_run_with(b.path(), DeviceKind::Wgpu, 20, conv_kernel, prefix_lm);
         assert_eq!(flex.evaluations.len(), wgpu.evaluations.len());
         for (f, g) in flex.evaluations.iter().zip(&wgpu.evaluations) {
             for (lf, lg) in f.loss.iter().zip(&g.loss) {
                 assert!(
                     (lf - lg).abs() < 2e-3,
-                    "conv_kernel {conv_kernel}, step {}: flex {lf} vs wgpu {lg}",
+                    "conv_kernel {conv_kernel}, prefix_lm {prefix_lm}, step {}: flex {lf} vs \
+                     wgpu {lg}",
                     f.step
                 );
             }

@@ -22,6 +22,15 @@
 //! weights and biases ~ U(−1/√K, 1/√K) (PyTorch's `Conv1d` default for a depthwise kernel of K
 //! taps) are drawn after every other weight, so a model with the convolution has the same other
 //! weights as the one without it from the same seed.
+//!
+//! The prefix LM (`prefix_lm = true`): the prompt (every token before the first answer token)
+//! attends in both directions, the answer tokens causally, as in the prefix LMs of UniLM and T5;
+//! the convolution stays causal. A causal model must read a chain's clauses in the order they
+//! come: a clause can look up only the clauses before it, and a chase whose clauses come the
+//! other way round needs a second circuit (docs/defaults.md, "Pointer chains before LEGO": the
+//! model learned one order's chase at the other's expense). In the prefix LM every clause sees
+//! every other. Only with the answer loss: under a whole-sequence loss each prompt token would
+//! see the token it predicts.
 
 use burn::module::{Module, Param};
 use burn::nn::{
@@ -114,6 +123,10 @@ pub struct ModelConfig {
     /// model holds cannot be overwritten.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub freeze_init: bool,
+    /// The prompt attends in both directions, the answer causally (the module docs say why);
+    /// scratch models under the answer loss only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prefix_lm: bool,
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -135,6 +148,7 @@ impl Default for ModelConfig {
             conv_kernel: 0,
             init_layers: 0,
             freeze_init: false,
+            prefix_lm: false,
         }
     }
 }
@@ -191,6 +205,12 @@ impl ModelConfig {
             );
         }
         match (self.kind, &self.weights) {
+            (ModelKind::GptNeo, _) if self.prefix_lm => bad(
+                "prefix_lm",
+                "only the scratch model has a prefix-LM mask; a gpt-neo model keeps its own \
+                 causal attention"
+                    .into(),
+            ),
             (ModelKind::GptNeo, _) if self.conv_kernel > 0 => bad(
                 "conv_kernel",
                 "only the scratch model has the convolution; a gpt-neo model keeps its own \
@@ -321,6 +341,7 @@ impl ModelConfig {
             blocks,
             ln_final: LayerNormConfig::new(self.d_model).init(device),
             head,
+            prefix_lm: self.prefix_lm,
         }
     }
 }
@@ -447,7 +468,7 @@ pub struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, visible: &Visibility) -> Tensor<3> {
         let x = match &self.conv {
             Some(conv) => x.clone() + conv.forward(x),
             None => x,
@@ -462,7 +483,7 @@ impl Block {
                 .reshape([batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let context = causal_attention(heads(0), heads(1), heads(2));
+        let context = visible.attend(heads(0), heads(1), heads(2));
         let context = context.swap_dims(1, 2).reshape([batch, seq, d_model]);
         let x = x + self.dropout.forward(self.proj.forward(context));
         let hidden = gelu(self.fc.forward(self.ln_mlp.forward(x.clone())));
@@ -470,21 +491,66 @@ impl Block {
     }
 }
 
+/// Which positions each position's attention reads.
+#[derive(Clone)]
+enum Visibility {
+    /// Itself and the positions before it.
+    Causal,
+    /// Every position (a prompt alone, under the prefix LM).
+    All,
+    /// Causal, and within each row's prompt every prompt position: `[batch, 1, seq, seq]`,
+    /// `true` where masked.
+    Prefix(Tensor<4, burn::tensor::Bool>),
+}
+
+impl Visibility {
+    /// The visibility of a `[batch, seq]` input whose row b has a prompt of `prompt[b]` tokens
+    /// (`None`: causal everywhere). Position i of row b reads position j when j ≤ i, or when both
+    /// lie in the prompt; so it is masked exactly when j > i and j is past the prompt.
+    fn prefix(prompt: &[usize], seq: usize, device: &Device) -> Self {
+        if prompt.iter().all(|&p| p >= seq) {
+            return Visibility::All;
+        }
+        let batch = prompt.len();
+        let mut masked = Vec::with_capacity(batch * seq * seq);
+        for &p in prompt {
+            for i in 0..seq {
+                masked.extend((0..seq).map(|j| j > i && j >= p));
+            }
+        }
+        let mask = Tensor::<4, burn::tensor::Bool>::from_data(
+            TensorData::new(masked, [batch, 1, seq, seq]),
+            device,
+        );
+        Visibility::Prefix(mask)
+    }
+
+    /// Scaled dot-product attention `[batch, heads, seq, head_dim]` under this visibility.
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let [batch, heads, seq, _] = q.dims();
+        let mask = match self {
+            Visibility::Prefix(mask) => Some(mask.clone().expand([batch, heads, seq, seq])),
+            _ => None,
+        };
+        attention(
+            q,
+            k,
+            v,
+            mask,
+            None,
+            AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: matches!(self, Visibility::Causal),
+            },
+        )
+    }
+}
+
 /// Scaled dot-product attention `[batch, heads, seq, head_dim]`, each position attending to
 /// itself and the positions before it.
-fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    attention(
-        q,
-        k,
-        v,
-        None,
-        None,
-        AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: true,
-        },
-    )
+pub(crate) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    Visibility::Causal.attend(q, k, v)
 }
 
 /// The causal transformer.
@@ -495,34 +561,44 @@ pub struct Transformer {
     blocks: Vec<Block>,
     ln_final: LayerNorm,
     head: Linear,
+    /// The prompt attends in both directions ([`ModelConfig::prefix_lm`]).
+    prefix_lm: bool,
 }
 
 impl Transformer {
-    /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
+    /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`, every position causal
+    /// (the whole-sequence view, which a prefix LM is never trained under).
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        self.head.forward(self.hidden(tokens))
+        self.head.forward(self.hidden(tokens, None))
     }
 
-    /// The final hidden states `[batch, seq, d_model]` (after the final LayerNorm).
-    fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+    /// The final hidden states `[batch, seq, d_model]` (after the final LayerNorm); under the
+    /// prefix LM, row b's first `prompt[b]` tokens attend to each other in both directions.
+    fn hidden(&self, tokens: Tensor<2, Int>, prompt: Option<&[usize]>) -> Tensor<3> {
         let [batch, seq] = tokens.dims();
         let device = tokens.device();
+        let visible = match prompt {
+            Some(prompt) if self.prefix_lm => Visibility::prefix(prompt, seq, &device),
+            _ => Visibility::Causal,
+        };
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device)
             .reshape([1, seq])
             .expand([batch, seq]);
         let mut x = self.token.forward(tokens) + self.position.forward(positions);
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, &visible);
         }
         self.ln_final.forward(x)
     }
 
     /// Log-probabilities `[batch, vocab]` of the token at `answer_pos`, predicted from the tokens
-    /// before it. Only the prompt enters the computation that matters: attention is causal.
+    /// before it (the prompt, the only input).
     pub fn answer_log_probs(&self, tokens: Tensor<2, Int>, answer_pos: usize) -> Tensor<2> {
         let [batch, _] = tokens.dims();
         let prompt = tokens.narrow(1, 0, answer_pos);
-        let logits = self.forward(prompt);
+        let logits = self
+            .head
+            .forward(self.hidden(prompt, Some(&vec![answer_pos; batch])));
         let [_, seq, vocab] = logits.dims();
         log_softmax(logits.narrow(1, seq - 1, 1).reshape([batch, vocab]), 1)
     }
@@ -570,6 +646,7 @@ impl Model {
             blocks,
             ln_final: base.ln_final,
             head: base.head,
+            prefix_lm: fresh.prefix_lm,
         })
     }
 
@@ -584,7 +661,7 @@ impl Model {
     /// Log-probabilities `[batch, vocab]` of each example's answer token, predicted from the
     /// tokens before it: example b's answer is at `answer_pos[b]` of its row of `tokens` (rows
     /// padded on the right). Only the prompt enters the computation that matters: attention is
-    /// causal.
+    /// causal after it (and within it too, but for the prefix LM).
     pub fn answer_log_probs(&self, tokens: Tensor<2, Int>, answer_pos: &[usize]) -> Tensor<2> {
         let first = answer_pos[0];
         if answer_pos.iter().all(|&p| p == first) {
@@ -594,7 +671,7 @@ impl Model {
         }
         let [batch, _] = tokens.dims();
         let longest = answer_pos.iter().copied().max().unwrap_or(1);
-        let hidden = self.hidden(tokens.narrow(1, 0, longest));
+        let hidden = self.hidden(tokens.narrow(1, 0, longest), answer_pos);
         let [_, _, d] = hidden.dims();
         // Row b's hidden state at answer_pos[b] − 1, then the head on those rows alone.
         let index: Vec<i64> = answer_pos.iter().map(|&p| p as i64 - 1).collect();
@@ -613,7 +690,12 @@ impl Model {
     pub fn next_token_log_probs(&self, tokens: Tensor<2, Int>, at: &[(usize, usize)]) -> Tensor<2> {
         let [batch, _] = tokens.dims();
         let longest = at.iter().map(|&(_, p)| p + 1).max().unwrap_or(1);
-        let hidden = self.hidden(tokens.narrow(1, 0, longest));
+        // Each row's prompt ends at its first prediction: its first answer token follows it.
+        let mut prompt = vec![usize::MAX; batch];
+        for &(b, p) in at {
+            prompt[b] = prompt[b].min(p + 1);
+        }
+        let hidden = self.hidden(tokens.narrow(1, 0, longest), &prompt);
         let [_, seq, d] = hidden.dims();
         let index: Vec<i64> = at.iter().map(|&(b, p)| (b * seq + p) as i64).collect();
         let index =
@@ -624,9 +706,10 @@ impl Model {
         log_softmax(logits.reshape([at.len(), vocab]), 1)
     }
 
-    fn hidden(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+    /// The final hidden states; `prompt[b]`: row b's prompt length (see [`Transformer::hidden`]).
+    fn hidden(&self, tokens: Tensor<2, Int>, prompt: &[usize]) -> Tensor<3> {
         match self {
-            Model::Scratch(m) => m.hidden(tokens),
+            Model::Scratch(m) => m.hidden(tokens, Some(prompt)),
             Model::GptNeo(m) => m.hidden(tokens),
         }
     }
@@ -635,6 +718,130 @@ impl Model {
         match self {
             Model::Scratch(m) => m.head.forward(hidden),
             Model::GptNeo(m) => m.head(hidden),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    const VOCAB: usize = 20;
+    const SEQ: usize = 12;
+
+    fn model(prefix_lm: bool) -> Transformer {
+        let config = ModelConfig {
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 2,
+            d_ff: 64,
+            context: 16,
+            conv_kernel: 4,
+            prefix_lm,
+            ..ModelConfig::default()
+        };
+        let device = crate::device::select(crate::device::DeviceKind::Flex)
+            .unwrap()
+            .device
+            .autodiff();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        config.init_transformer(VOCAB, &mut rng, &device)
+    }
+
+    /// The final hidden states `[rows][position][d]` of `rows` under prompts of `prompt` tokens.
+    fn states(m: &Transformer, rows: &[Vec<i64>], prompt: &[usize]) -> Vec<Vec<Vec<f32>>> {
+        let seq = rows[0].len();
+        let flat: Vec<i64> = rows.concat();
+        let device = m.head.weight.val().device();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [rows.len(), seq]), &device);
+        let h = m.hidden(tokens, Some(prompt));
+        let d = h.dims()[2];
+        let v = h.into_data().to_vec::<f32>().unwrap();
+        v.chunks(seq * d)
+            .map(|row| row.chunks(d).map(<[f32]>::to_vec).collect())
+            .collect()
+    }
+
+    fn row(shift: i64) -> Vec<i64> {
+        (0..SEQ as i64)
+            .map(|i| (i * 7 + 3 + shift) % VOCAB as i64)
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32]) -> bool {
+        a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+
+    #[test]
+    fn the_prefix_lm_reads_its_whole_prompt_and_the_answer_causally() {
+        // Prompt of 8 tokens, then 4 answer tokens. Changing prompt token 5 changes positions
+        // before it under the prefix LM (not under the causal model); changing answer token 9
+        // changes no position before it in either.
+        let prompt = [8];
+        let base = row(0);
+        let mut in_prompt = base.clone();
+        in_prompt[5] = (in_prompt[5] + 1) % VOCAB as i64;
+        let mut in_answer = base.clone();
+        in_answer[9] = (in_answer[9] + 1) % VOCAB as i64;
+        for prefix_lm in [true, false] {
+            let m = model(prefix_lm);
+            let before = &states(&m, std::slice::from_ref(&base), &prompt)[0];
+            let after_prompt = &states(&m, &[in_prompt.clone()], &prompt)[0];
+            let after_answer = &states(&m, &[in_answer.clone()], &prompt)[0];
+            for pos in 0..5 {
+                assert_eq!(
+                    close(&before[pos], &after_prompt[pos]),
+                    !prefix_lm,
+                    "prefix_lm {prefix_lm}: position {pos} and prompt token 5"
+                );
+            }
+            for pos in 0..9 {
+                assert!(
+                    close(&before[pos], &after_answer[pos]),
+                    "prefix_lm {prefix_lm}: position {pos} saw answer token 9"
+                );
+            }
+            for pos in 9..SEQ {
+                assert!(!close(&before[pos], &after_answer[pos]));
+            }
+        }
+    }
+
+    #[test]
+    fn the_prefix_mask_computes_what_each_prompt_alone_does() {
+        // Two rows in one batch with prompts of 8 and 12 tokens (the mask path) against each
+        // prompt on its own, where every position sees every other (no mask at all): the prompt
+        // positions agree; so a row's padding and answer never reach its prompt.
+        let m = model(true);
+        let rows = [row(0), row(3)];
+        let batch = states(&m, &rows, &[8, 12]);
+        let alone0 = &states(&m, &[rows[0][..8].to_vec()], &[8])[0];
+        let alone1 = &states(&m, &[rows[1].clone()], &[12])[0];
+        for pos in 0..8 {
+            assert!(close(&batch[0][pos], &alone0[pos]), "row 0, position {pos}");
+        }
+        for pos in 0..SEQ {
+            assert!(close(&batch[1][pos], &alone1[pos]), "row 1, position {pos}");
+        }
+        // The answer's log-probabilities by either path: the batch of mixed answer positions
+        // (mask) and each row alone (its prompt, no mask).
+        let model = Model::Scratch(m);
+        let device = model.devices()[0].clone();
+        let tokens = |rows: &[Vec<i64>]| {
+            Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [rows.len(), SEQ]), &device)
+        };
+        let mixed = model.answer_log_probs(tokens(&rows), &[8, 11]);
+        for (r, p) in [(0, 8), (1, 11)] {
+            let alone = model.answer_log_probs(tokens(&[rows[r].clone()]), &[p]);
+            let got = mixed
+                .clone()
+                .narrow(0, r, 1)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
+            let want = alone.into_data().to_vec::<f32>().unwrap();
+            assert!(close(&got, &want), "row {r}");
         }
     }
 }

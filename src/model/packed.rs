@@ -223,7 +223,8 @@ pub struct PackedTransformer {
 }
 
 impl PackedTransformer {
-    /// Whether `models` can share a pack: all scratch transformers of one shape, without dropout.
+    /// Whether `models` can share a pack: all causal scratch transformers (no prefix LM) of one
+    /// shape, without dropout.
     pub fn can_pack(models: &[&Model]) -> bool {
         let shapes: Option<Vec<_>> = models
             .iter()
@@ -241,9 +242,9 @@ impl PackedTransformer {
             )
         };
         let first = shape(shapes[0]);
-        shapes
-            .iter()
-            .all(|t| shape(t) == first && t.blocks.iter().all(|b| b.dropout.prob == 0.0))
+        shapes.iter().all(|t| {
+            shape(t) == first && !t.prefix_lm && t.blocks.iter().all(|b| b.dropout.prob == 0.0)
+        })
     }
 
     /// The pack of `models` (scratch transformers of one shape: see [`Self::can_pack`]), run r
