@@ -500,7 +500,7 @@ enum Visibility {
     All,
     /// Causal, and within each row's prompt every prompt position: `[batch, 1, seq, seq]`,
     /// `true` where masked.
-    Prefix(Tensor<4, burn::tensor::Bool>),
+    Prefix(Box<Tensor<4, burn::tensor::Bool>>),
 }
 
 impl Visibility {
@@ -522,14 +522,14 @@ impl Visibility {
             TensorData::new(masked, [batch, 1, seq, seq]),
             device,
         );
-        Visibility::Prefix(mask)
+        Visibility::Prefix(Box::new(mask))
     }
 
     /// Scaled dot-product attention `[batch, heads, seq, head_dim]` under this visibility.
     fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let [batch, heads, seq, _] = q.dims();
         let mask = match self {
-            Visibility::Prefix(mask) => Some(mask.clone().expand([batch, heads, seq, seq])),
+            Visibility::Prefix(mask) => Some((**mask).clone().expand([batch, heads, seq, seq])),
             _ => None,
         };
         attention(
@@ -757,7 +757,7 @@ mod tests {
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(flat, [rows.len(), seq]), &device);
         let h = m.hidden(tokens, Some(prompt));
         let d = h.dims()[2];
-        let v = h.into_data().to_vec::<f32>().unwrap();
+        let v = h.into_data().try_to_vec::<f32>().unwrap();
         v.chunks(seq * d)
             .map(|row| row.chunks(d).map(<[f32]>::to_vec).collect())
             .collect()
@@ -838,9 +838,9 @@ mod tests {
                 .clone()
                 .narrow(0, r, 1)
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap();
-            let want = alone.into_data().to_vec::<f32>().unwrap();
+            let want = alone.into_data().try_to_vec::<f32>().unwrap();
             assert!(close(&got, &want), "row {r}");
         }
     }
