@@ -5,8 +5,9 @@
 //! of the chase (the queried clause before or after the clause it points to) and by the number of
 //! roots of the forest.
 //!
-//! `cargo run --example hop_orders -- MODEL.bpk [N] [LAYERS] [HEADS]` (LAYERS: 8 unless the model
-//! was grown, `init_layers`; HEADS: 4 unless it is the 8-head candidate).
+//! `cargo run --example hop_orders -- MODEL.bpk [N] [LAYERS] [HEADS] [prefix]` (LAYERS: 8 unless
+//! the model was grown, `init_layers`; HEADS: 4 unless it is the 8-head candidate; `prefix` for a
+//! model trained as a prefix LM, `prefix_lm`).
 
 use std::collections::BTreeMap;
 
@@ -45,10 +46,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: hop_orders MODEL.bpk [N] [LAYERS] [HEADS]");
+        .expect("usage: hop_orders MODEL.bpk [N] [LAYERS] [HEADS] [prefix]");
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
     let layers: usize = args.get(3).map_or(8, |s| s.parse().expect("LAYERS"));
     let heads: usize = args.get(4).map_or(4, |s| s.parse().expect("HEADS"));
+    let prefix_lm = args.get(5).is_some_and(|s| s == "prefix");
     let task = TaskSpec::Recall {
         k: 5,
         queries: 1,
@@ -67,6 +69,7 @@ fn main() {
         dropout: 0.0,
         context: 64,
         conv_kernel: 4,
+        prefix_lm,
         ..ModelConfig::default()
     }
     .init(
