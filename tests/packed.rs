@@ -176,3 +176,21 @@ fn bench_measures_a_pack_beside_one_run() {
         "{json}"
     );
 }
+
+#[test]
+fn prefix_lm_models_never_share_a_pack() {
+    // The packed attention is causal only: a prefix LM trains alone, and so does a causal model
+    // offered beside one; two causal models of the shape pack.
+    let device = select(DeviceKind::Flex).unwrap().device.autodiff();
+    let init = |prefix_lm: bool| {
+        ModelConfig {
+            prefix_lm,
+            ..model_config()
+        }
+        .init(20, &mut stream_rng(0, Purpose(99), 0), &device)
+    };
+    let (causal, prefix) = (init(false), init(true));
+    assert!(PackedTransformer::can_pack(&[&causal, &init(false)]));
+    assert!(!PackedTransformer::can_pack(&[&causal, &prefix]));
+    assert!(!PackedTransformer::can_pack(&[&prefix, &init(true)]));
+}
