@@ -163,7 +163,9 @@ fn wgpu_agrees_with_flex() {
         eprintln!("skipped: {message}");
         return;
     }
-    // Without and with the causal convolution (conv_kernel 4), and the prefix LM (its mask).
+    // Without and with the causal convolution (conv_kernel 4), and the prefix LM: LEGO's answers
+    // share one position, so its prompt attends unmasked in both directions (the per-row mask of
+    // mixed prompt lengths is checked on flex, src/model/mod.rs).
     for (conv_kernel, prefix_lm) in [(0, false), (4, false), (4, true)] {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();

@@ -504,9 +504,10 @@ enum Visibility {
 }
 
 impl Visibility {
-    /// The visibility of a `[batch, seq]` input whose row b has a prompt of `prompt[b]` tokens
-    /// (`None`: causal everywhere). Position i of row b reads position j when j ≤ i, or when both
-    /// lie in the prompt; so it is masked exactly when j > i and j is past the prompt.
+    /// The visibility of a `[batch, seq]` input whose row b has a prompt of `prompt[b]` tokens:
+    /// no mask when every prompt covers the whole input. Position i of row b reads position j
+    /// when j ≤ i, or when both lie in the prompt; so it is masked exactly when j > i and j is
+    /// past the prompt.
     fn prefix(prompt: &[usize], seq: usize, device: &Device) -> Self {
         if prompt.iter().all(|&p| p >= seq) {
             return Visibility::All;
@@ -549,7 +550,7 @@ impl Visibility {
 
 /// Scaled dot-product attention `[batch, heads, seq, head_dim]`, each position attending to
 /// itself and the positions before it.
-pub(crate) fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     Visibility::Causal.attend(q, k, v)
 }
 
