@@ -60,7 +60,7 @@ fn main() {
     }
     .build()
     .unwrap();
-    let device = select(DeviceKind::Flex).unwrap().device.autodiff();
+    let device = select(DeviceKind::Flex).unwrap().device;
     let model = ModelConfig {
         d_model: 128,
         n_layers: layers,
@@ -75,10 +75,12 @@ fn main() {
     .init(
         task.vocab().len(),
         &mut stream_rng(0, Purpose(99), 0),
-        &device,
+        &device.clone().autodiff(),
     )
     .try_load_file(weights)
-    .expect("weights of this shape");
+    .expect("weights of this shape")
+    // Evaluation without autodiff: on the autodiff device every forward's graph stays in memory.
+    .valid();
     let mut rng = stream_rng(7, Purpose(98), 4);
     let mut classes: BTreeMap<(bool, usize), Vec<Example>> = BTreeMap::new();
     for _ in 0..n {

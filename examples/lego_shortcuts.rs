@@ -68,7 +68,7 @@ fn main() {
     }
     .build()
     .unwrap();
-    let device = select(DeviceKind::Flex).unwrap().device.autodiff();
+    let device = select(DeviceKind::Flex).unwrap().device;
     let model = ModelConfig {
         d_model: 128,
         n_layers: 8,
@@ -83,10 +83,12 @@ fn main() {
     .init(
         task.vocab().len(),
         &mut stream_rng(0, Purpose(99), 0),
-        &device,
+        &device.clone().autodiff(),
     )
     .try_load_file(weights)
-    .expect("weights of this shape");
+    .expect("weights of this shape")
+    // Evaluation without autodiff: on the autodiff device every forward's graph stays in memory.
+    .valid();
     println!("skill | rule | examples | agreement | −log p(rule's bit)");
     for skill in 1..=task.num_skills() {
         let mut rng = stream_rng(7, Purpose(97), skill as u64);
