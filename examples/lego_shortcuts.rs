@@ -48,10 +48,10 @@ fn rules(text: &str) -> Vec<u32> {
         at = clause(at.2);
     }
     let mut bits: Vec<u32> = (0..=path.len())
-        .map(|j| root_bit ^ path[..j].iter().filter(|&&n| n).count() as u32 % 2)
+        .map(|j| root_bit ^ (path[..j].iter().filter(|&&n| n).count() as u32 % 2))
         .collect();
     let nots = clauses.iter().filter(|c| c.0 != root.0 && c.1).count() as u32;
-    bits.push(root_bit ^ nots % 2);
+    bits.push(root_bit ^ (nots % 2));
     bits
 }
 
