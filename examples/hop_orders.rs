@@ -11,10 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::Module;
-use skillit::device::{select, DeviceKind};
-use skillit::model::ModelConfig;
 use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
+
+mod support;
 
 /// (queried clause first, roots) of a depth-2 example's text
 /// `Input: b = val v , v = val p , … . Output: b = val p`.
@@ -60,27 +59,7 @@ fn main() {
     }
     .build()
     .unwrap();
-    let device = select(DeviceKind::Flex).unwrap().device;
-    let model = ModelConfig {
-        d_model: 128,
-        n_layers: layers,
-        n_heads: heads,
-        d_ff: 512,
-        dropout: 0.0,
-        context: 64,
-        conv_kernel: 4,
-        prefix_lm,
-        ..ModelConfig::default()
-    }
-    .init(
-        task.vocab().len(),
-        &mut stream_rng(0, Purpose(99), 0),
-        &device.clone().autodiff(),
-    )
-    .try_load_file(weights)
-    .expect("weights of this shape")
-    // Evaluation without autodiff: on the autodiff device every forward's graph stays in memory.
-    .valid();
+    let (model, device) = support::load(weights, task.vocab().len(), layers, heads, prefix_lm);
     let mut rng = stream_rng(7, Purpose(98), 4);
     let mut classes: BTreeMap<(bool, usize), Vec<Example>> = BTreeMap::new();
     for _ in 0..n {

@@ -12,10 +12,9 @@
 //! `cargo run --example lego_shortcuts -- MODEL.bpk [N] [prefix]` (the 8-layer, d_model 128,
 //! conv-4 model of `results/base_search/configs/`; `prefix` for a model trained as a prefix LM).
 
-use burn::module::Module;
-use skillit::device::{select, DeviceKind};
-use skillit::model::ModelConfig;
 use skillit::synthetic::{stream_rng, Example, LegoGraph, Purpose, TaskSpec};
+
+mod support;
 
 /// The rules' bits for one example `Input: b = not y , r = val 1 , … . Output: b = val 1`:
 /// `[j = 0, 1, …, depth − 1, all nots]`.
@@ -68,27 +67,7 @@ fn main() {
     }
     .build()
     .unwrap();
-    let device = select(DeviceKind::Flex).unwrap().device;
-    let model = ModelConfig {
-        d_model: 128,
-        n_layers: 8,
-        n_heads: 4,
-        d_ff: 512,
-        dropout: 0.0,
-        context: 64,
-        conv_kernel: 4,
-        prefix_lm,
-        ..ModelConfig::default()
-    }
-    .init(
-        task.vocab().len(),
-        &mut stream_rng(0, Purpose(99), 0),
-        &device.clone().autodiff(),
-    )
-    .try_load_file(weights)
-    .expect("weights of this shape")
-    // Evaluation without autodiff: on the autodiff device every forward's graph stays in memory.
-    .valid();
+    let (model, device) = support::load(weights, task.vocab().len(), 8, 4, prefix_lm);
     println!("skill | rule | examples | agreement | −log p(rule's bit)");
     for skill in 1..=task.num_skills() {
         let mut rng = stream_rng(7, Purpose(97), skill as u64);
