@@ -59,7 +59,7 @@ fn main() {
     }
     .build()
     .unwrap();
-    let (model, device) = support::load(weights, task.vocab().len(), layers, heads, prefix_lm);
+    let (model, device) = support::load(weights, task.as_ref(), layers, heads, prefix_lm);
     let mut rng = stream_rng(7, Purpose(98), 4);
     let mut classes: BTreeMap<(bool, usize), Vec<Example>> = BTreeMap::new();
     for _ in 0..n {

@@ -67,7 +67,8 @@ fn main() {
     }
     .build()
     .unwrap();
-    let (model, device) = support::load(weights, task.vocab().len(), 8, 4, prefix_lm);
+    let (model, device) = support::load(weights, task.as_ref(), 8, 4, prefix_lm);
+    let bit_ids = ["0", "1"].map(|w| task.vocab().id(w).expect("LEGO's bits"));
     println!("skill | rule | examples | agreement | −log p(rule's bit)");
     for skill in 1..=task.num_skills() {
         let mut rng = stream_rng(7, Purpose(97), skill as u64);
@@ -76,13 +77,11 @@ fn main() {
             .iter()
             .map(|e| rules(&e.text(task.vocab())))
             .collect();
-        // The id of the bit 0 (bits are `0` and `1`, adjacent ids), and a check of the rules:
-        // following every hop is the example's own answer.
-        let bit0 = examples[0].answer_token() - bits[0][skill - 1];
+        // A check of the rules: following every hop is the example's own answer.
         assert!(examples
             .iter()
             .zip(&bits)
-            .all(|(e, b)| e.answer_token() == bit0 + b[skill - 1]));
+            .all(|(e, b)| e.answer_token() == bit_ids[b[skill - 1] as usize]));
         for rule in 0..=skill {
             // The same prompts, each answered by the rule's bit: accuracy against them is the
             // model's agreement with the rule.
@@ -91,7 +90,7 @@ fn main() {
                 .zip(&bits)
                 .map(|(e, b)| {
                     let mut tokens = e.tokens.clone();
-                    tokens[e.answer_pos] = bit0 + b[rule];
+                    tokens[e.answer_pos] = bit_ids[b[rule] as usize];
                     Example::answer_last(skill, tokens)
                 })
                 .collect();

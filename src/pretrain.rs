@@ -386,6 +386,27 @@ fn step_zero(
     })
 }
 
+/// The model `model` of `task` with the weights in `weights`, ready for inference on
+/// `selected`'s device: built for training (on the autodiff device), as runs build it, then taken
+/// off it, so that no forward keeps its graph in memory.
+pub fn load_weights(
+    model: &ModelConfig,
+    task: &dyn Task,
+    weights: &Path,
+    selected: &Selected,
+) -> Result<crate::model::Model> {
+    use burn::module::Module;
+    let mut rng = skillit_synthetic::stream_rng(0, skillit_synthetic::Purpose(99), 0);
+    let (m, _) = model.build(task.vocab(), &mut rng, &selected.device.clone().autodiff())?;
+    Ok(m.try_load_file(weights)
+        .map_err(|e| Error::Invalid {
+            origin: weights.display().to_string(),
+            field: "init".into(),
+            message: format!("cannot be loaded as a {} model: {e:?}", task.name()),
+        })?
+        .valid())
+}
+
 /// The per-skill evaluation of the scratch model `model` with `weights` on `task`'s standard
 /// validation set (100 examples per skill).
 pub fn evaluate_weights(
@@ -394,19 +415,7 @@ pub fn evaluate_weights(
     weights: &Path,
     selected: &Selected,
 ) -> Result<crate::method::Evaluation> {
-    use burn::module::Module;
-    // The scratch model is built for training (on the autodiff device), as runs build it, then
-    // taken off it for inference.
-    let mut rng = skillit_synthetic::stream_rng(0, skillit_synthetic::Purpose(99), 0);
-    let (m, _) = model.build(task.vocab(), &mut rng, &selected.device.clone().autodiff())?;
-    let m = m
-        .try_load_file(weights)
-        .map_err(|e| Error::Invalid {
-            origin: weights.display().to_string(),
-            field: "init".into(),
-            message: format!("cannot be loaded as a {} model: {e:?}", task.name()),
-        })?
-        .valid();
+    let m = load_weights(model, task, weights, selected)?;
     let validation = ValidationSet::standard(task, crate::data::VALIDATION_PER_SKILL)?;
     let examples: Vec<_> = validation.iter().cloned().collect();
     Ok(crate::train::evaluate(

@@ -1,24 +1,25 @@
-//! What the base-search examples share: loading the 8-layer, d_model 128, conv-4 model of
-//! `results/base_search/configs/` from its weights, for evaluation.
+//! What the base-search examples share: the 8-layer, d_model 128, conv-4 model of
+//! `results/base_search/configs/` with its weights, for evaluation.
 
-use burn::module::Module;
+use std::path::Path;
+
 use burn::tensor::Device;
 use skillit::device::{select, DeviceKind};
 use skillit::model::{Model, ModelConfig};
-use skillit::synthetic::{stream_rng, Purpose};
+use skillit::synthetic::Task;
 
-/// The model (`layers` deep, `heads` heads; a prefix LM when `prefix_lm`) with the weights in
-/// `weights`, on flex, and the device to evaluate it on. It is loaded on the autodiff device and
-/// returned without autodiff: on the autodiff device every forward's graph stays in memory.
+/// The model of `task` (`layers` deep, `heads` heads; a prefix LM when `prefix_lm`) with the
+/// weights in `weights`, on flex without autodiff (`skillit::pretrain::load_weights`), and the
+/// device to evaluate it on.
 pub fn load(
     weights: &str,
-    vocab: usize,
+    task: &dyn Task,
     layers: usize,
     heads: usize,
     prefix_lm: bool,
 ) -> (Model, Device) {
-    let device = select(DeviceKind::Flex).unwrap().device;
-    let model = ModelConfig {
+    let selected = select(DeviceKind::Flex).unwrap();
+    let config = ModelConfig {
         d_model: 128,
         n_layers: layers,
         n_heads: heads,
@@ -28,14 +29,8 @@ pub fn load(
         conv_kernel: 4,
         prefix_lm,
         ..ModelConfig::default()
-    }
-    .init(
-        vocab,
-        &mut stream_rng(0, Purpose(99), 0),
-        &device.clone().autodiff(),
-    )
-    .try_load_file(weights)
-    .expect("weights of this shape")
-    .valid();
-    (model, device)
+    };
+    let model = skillit::pretrain::load_weights(&config, task, Path::new(weights), &selected)
+        .expect("weights of this shape");
+    (model, selected.device)
 }
