@@ -53,6 +53,7 @@ fn main() {
     let task = TaskSpec::Recall {
         k: 5,
         queries: 1,
+        dense: false,
         pointers: true,
         hops: 4,
         order: skillit::synthetic::ChainOrder::Any,

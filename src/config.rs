@@ -234,6 +234,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
         "recall" => TaskSpec::Recall {
             k,
             queries: 1,
+            dense: false,
             pointers: false,
             hops: 1,
             order: skillit_synthetic::ChainOrder::Any,

@@ -105,6 +105,7 @@ impl GenerateRequest {
             TaskName::Recall => TaskSpec::Recall {
                 k: self.k.unwrap_or(5),
                 queries: 1,
+                dense: false,
                 pointers: false,
                 hops: 1,
                 order: skillit_synthetic::ChainOrder::Any,

@@ -780,6 +780,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
     let recall = TaskSpec::Recall {
         k: 5,
         queries: 1,
+        dense: false,
         pointers: false,
         hops: 1,
         order: skillit::synthetic::ChainOrder::Any,

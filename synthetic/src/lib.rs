@@ -242,6 +242,9 @@ pub enum TaskSpec {
         k: usize,
         #[serde(default = "one", skip_serializing_if = "is_one")]
         queries: usize,
+        /// Every clause asked in reading order, the whole output the answer (needs queries = 1).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dense: bool,
         /// Adds s3, pointer recall (copy the queried clause's letter).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         pointers: bool,
@@ -310,11 +313,13 @@ impl TaskSpec {
             TaskSpec::Recall {
                 k,
                 queries,
+                dense,
                 pointers,
                 hops,
                 order,
             } => {
                 let recall = Recall::with_queries(k, queries)?;
+                let recall = if dense { recall.with_dense()? } else { recall };
                 let recall = if pointers {
                     recall.with_pointers()?
                 } else {

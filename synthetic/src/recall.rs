@@ -36,6 +36,12 @@
 //! With one query the corpus has LEGO's vocabulary and sequence layout (5k + 6 tokens), so a base
 //! trained on it continues on LEGO with the same token ids and positions.
 //!
+//! With `dense`, the output asks every clause in reading order and the whole output is the answer
+//! (teacher-forced, each token supervised under the answer loss; an example is right when every
+//! token is): a chase example supervises the chain end of every clause of its forest, k chases of
+//! several depths per sequence instead of one (`Input: b = val v , v = val p , h = val e , u = val
+//! h , q = val b . Output: b = val p , v = val p , h = val e , u = val e , q = val p`).
+//!
 //! Names, bits, operators, clause order and the queried clauses are uniform and independent.
 
 use rand::seq::SliceRandom;
@@ -68,6 +74,8 @@ pub enum ChainOrder {
 pub struct Recall {
     k: usize,
     queries: usize,
+    /// Every clause asked, in reading order, every answer supervised.
+    dense: bool,
     pointers: bool,
     /// The deepest pointer chain asked (1: pointers without chains).
     hops: usize,
@@ -102,6 +110,7 @@ impl Recall {
         Ok(Self {
             k,
             queries,
+            dense: false,
             pointers: false,
             hops: 1,
             order: ChainOrder::Any,
@@ -151,6 +160,50 @@ impl Recall {
         }
         self.hops = hops;
         Ok(self)
+    }
+
+    /// Asks every clause, in the order the clauses are read (`Output: b = val p , v = val p ,
+    /// h = val e , …`), and makes the whole output the answer: each example supervises k lookups
+    /// (k chases of every depth its forest holds, for skills s4..) instead of one, the dense
+    /// supervision of multi-query recall and of the LEGO experiments of Zhang et al. (2022),
+    /// who trained every variable's value at once. The example's skill is still the depth of its
+    /// designated chain. Needs queries = 1 (dense replaces them).
+    pub fn with_dense(mut self) -> Result<Self, Error> {
+        if self.queries != 1 {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "dense",
+                value: "true".into(),
+                allowed: "dense asks every clause: it needs queries = 1 (the default)".into(),
+            });
+        }
+        self.dense = true;
+        Ok(self)
+    }
+
+    /// The clauses the output asks.
+    fn asked(&self) -> usize {
+        if self.dense {
+            self.k
+        } else {
+            self.queries
+        }
+    }
+
+    /// The example made of `tokens`: its answer is the last token, or the whole output when dense.
+    fn finish(&self, skill: usize, tokens: Vec<u32>) -> Example {
+        debug_assert_eq!(tokens.len(), self.seq_len());
+        if !self.dense {
+            return Example::answer_last(skill, tokens);
+        }
+        // `Input:`, k clauses of 4 words, k − 1 commas, `.`, `Output:`; then the answers.
+        let answer_pos = 5 * self.k + 2;
+        Example {
+            skill,
+            answer_len: tokens.len() - answer_pos,
+            answer_pos,
+            tokens,
+        }
     }
 
     /// Puts the clauses of every pointer chase (skills s4..) in `order` (needs hops > 1 unless
@@ -234,14 +287,26 @@ impl Recall {
             ]);
         }
         tokens.extend([lego::DOT, lego::OUTPUT]);
-        tokens.extend([
-            name(depth - 1),
-            lego::EQ,
-            lego::VAL,
-            lego::LETTER_A + target[0] as u32,
-        ]);
-        debug_assert_eq!(tokens.len(), self.seq_len());
-        Example::answer_last(depth + 2, tokens)
+        // The letter at the end of clause n's chain.
+        let end = |n: usize| {
+            let mut letter = target[n];
+            while let Some(m) = letters[..k].iter().position(|&l| l == letter) {
+                letter = target[m];
+            }
+            letter
+        };
+        let asked: Vec<usize> = if self.dense {
+            order.clone()
+        } else {
+            vec![depth - 1]
+        };
+        for (i, &n) in asked.iter().enumerate() {
+            if i > 0 {
+                tokens.push(lego::COMMA);
+            }
+            tokens.extend([name(n), lego::EQ, lego::VAL, lego::LETTER_A + end(n) as u32]);
+        }
+        self.finish(depth + 2, tokens)
     }
 }
 
@@ -269,8 +334,8 @@ impl Task for Recall {
 
     fn seq_len(&self) -> usize {
         // Input:, k clauses of 4 words and k − 1 commas, `.`, Output:, q answers of 4 words and
-        // q − 1 commas.
-        5 * self.k + 5 * self.queries + 1
+        // q − 1 commas (q = k when dense).
+        5 * self.k + 5 * self.asked() + 1
     }
 
     fn default_val_seed(&self) -> u64 {
@@ -293,7 +358,10 @@ impl Task for Recall {
         let nots = if skill == 1 { 0 } else { rng.next_u32() };
         // The queried clauses: q distinct ones in a uniform order (one query: a uniform clause).
         let mut clauses: [u8; 26] = std::array::from_fn(|i| i as u8);
-        let queried: &[u8] = if self.queries == 1 {
+        let queried: &[u8] = if self.dense {
+            // Every clause, in reading order (clause n is the n-th read).
+            &clauses[..k]
+        } else if self.queries == 1 {
             clauses[0] = rng.random_range(0..k) as u8;
             &clauses[..1]
         } else {
@@ -339,14 +407,16 @@ impl Task for Recall {
                 tokens.extend([name(n), lego::EQ, lego::VAL, lego::BIT0 + answer]);
             }
         }
-        debug_assert_eq!(tokens.len(), self.seq_len());
-        Example::answer_last(skill, tokens)
+        self.finish(skill, tokens)
     }
 
     fn capacity(&self, skill: usize) -> u128 {
         // Ordered names P(26, k) × 2^k bits (× 2^k operators for s2) × P(k, q) ordered queries.
         let k = self.k as u128;
-        let queries = permutations(k, self.queries as u128);
+        let queries = match self.dense {
+            true => 1,
+            false => permutations(k, self.queries as u128),
+        };
         // Pointer recall: P(26, 2k) ordered names and pointers × 2^k operators.
         let (names, per_clause) = match skill {
             1 => (permutations(26, k), 2),
@@ -365,6 +435,9 @@ impl Task for Recall {
         let mut d = format!("recall k={}", self.k);
         if self.queries > 1 {
             d += &format!(" queries={}", self.queries);
+        }
+        if self.dense {
+            d += " dense";
         }
         if self.pointers {
             d += " pointers";
@@ -508,6 +581,96 @@ mod tests {
         assert!(bad(pointers.clone().with_hops(5)).contains("hops must be in 1..=k − 1 = 4"));
         assert!(bad(Recall::new(5).unwrap().with_hops(2)).contains("pointers = true"));
         assert!(task.capacity(6) >= 26 * 25 * 24 * 23 * 22 * 21 * 20);
+    }
+
+    #[test]
+    fn dense_asks_every_clause_in_reading_order_and_answers_with_the_whole_output() {
+        let task = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_dense()
+            .unwrap()
+            .with_hops(4)
+            .unwrap();
+        // 5 clauses of 5 tokens (with its comma or `.`), `Input:`, `Output:`, 5 answers of 5
+        // tokens less the last comma: 1 + 25 + 1 + 24 = 51.
+        assert_eq!(task.seq_len(), 51);
+        assert!(task.describe().contains("dense"));
+        let mut rng = stream_rng(6, Purpose::TRAIN, 1);
+        let mut depths = [0usize; 6];
+        for skill in 1..=6 {
+            for _ in 0..300 {
+                let e = task.example(skill, &mut rng);
+                assert_eq!(e.tokens.len(), 51);
+                // The answer is the whole output, after `Output:` (token 26).
+                assert_eq!((e.skill, e.answer_pos, e.answer_len), (skill, 27, 24));
+                assert_eq!(e.tokens[26], lego::OUTPUT);
+                let text = e.text(VOCAB);
+                let (clauses, output) = clauses_and_output(&text);
+                assert_eq!(e.answer(VOCAB), output);
+                let answers: Vec<Vec<&str>> = output
+                    .split(" , ")
+                    .map(|a| a.split(' ').collect())
+                    .collect();
+                assert_eq!(answers.len(), 5, "{text}");
+                let points: std::collections::HashMap<&str, &str> =
+                    clauses.iter().map(|c| (c[0], c[3])).collect();
+                for (c, a) in clauses.iter().zip(&answers) {
+                    // Asked in reading order.
+                    assert_eq!(a[0], c[0], "{text}");
+                    match skill {
+                        // Literal recall: the clause's bit; through an operator: flipped by `not`.
+                        1 | 2 => {
+                            let bit: u32 = c[3].parse().unwrap();
+                            let want = if c[2] == "not" { 1 - bit } else { bit };
+                            assert_eq!((a[2], a[3]), ("val", want.to_string().as_str()));
+                        }
+                        // Pointer recall copies the clause.
+                        3 => assert_eq!(&a[1..], &c[1..], "{text}"),
+                        // A chase: the letter at the end of the clause's chain.
+                        _ => {
+                            let (mut name, mut depth) = (c[0], 0);
+                            while let Some(next) = points.get(name) {
+                                (name, depth) = (next, depth + 1);
+                                assert!(depth <= 5, "a cycle: {text}");
+                            }
+                            assert_eq!((a[2], a[3]), ("val", name), "{text}");
+                            depths[depth] += 1;
+                        }
+                    }
+                }
+                // The designated chain's clause is among them at the skill's depth (the
+                // single-query example asks it alone).
+                if skill > 3 {
+                    let deepest = clauses
+                        .iter()
+                        .map(|c| {
+                            let (mut name, mut depth) = (c[0], 0);
+                            while let Some(next) = points.get(name) {
+                                (name, depth) = (next, depth + 1);
+                            }
+                            depth
+                        })
+                        .max()
+                        .unwrap();
+                    assert!(deepest >= skill - 2, "{text}");
+                }
+            }
+        }
+        // Each output supervises chases of every depth 1..=4.
+        assert!(depths[1..=4].iter().all(|&n| n > 0), "{depths:?}");
+        // Deterministic; only one ordering of the queries, so the capacity loses P(k, 1) = k.
+        assert_eq!(task_draws(&task, 5), task_draws(&task, 5));
+        let single = Recall::new(5).unwrap().with_pointers().unwrap();
+        let dense = single.clone().with_dense().unwrap();
+        assert_eq!(dense.capacity(3) * 5, single.capacity(3));
+        assert!(Recall::with_queries(5, 2)
+            .unwrap()
+            .with_dense()
+            .unwrap_err()
+            .to_string()
+            .contains("queries = 1"));
     }
 
     #[test]
