@@ -848,6 +848,16 @@ fn bad_configs_are_one_line_and_exit_2() {
         (
             vec![
                 "--config".into(),
+                write(
+                    "dense.toml",
+                    "[task]\nname = \"recall\"\nqueries = 2\ndense = true\n",
+                ),
+            ],
+            "dense asks every clause: it needs queries = 1",
+        ),
+        (
+            vec![
+                "--config".into(),
                 write("w.toml", "[method]\nname = \"fixed\"\nweights = [1, 2]\n"),
             ],
             "2 weights for 3 skills",

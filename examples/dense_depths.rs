@@ -1,0 +1,110 @@
+//! How deep does a model chase? (docs/defaults.md, "The chase densely supervised".) On fresh dense
+//! pointer-chase examples (`recall k=5 pointers dense hops=4`, skills s4..s6, a stream no run
+//! trains on) this scores every answered letter on its own, teacher-forced as in training (the
+//! prompt up to `Output:` read in both directions under the prefix LM, the output causally), and
+//! prints the accuracy and mean −log p per chain depth of the answered clause: depth 1 copies the
+//! clause's own letter, depth d follows d − 1 pointers. A run's evaluation counts an example right
+//! only when all five chases are; this separates the depths.
+//!
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix]` (the 8-layer, d_model 128, conv-4
+//! model of `results/base_search/configs/`; N examples per skill; `prefix` for a prefix LM).
+
+use std::collections::HashMap;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
+
+mod support;
+
+/// The chain depth of every clause of an example, in reading order (1: its letter names no clause).
+fn depths(text: &str) -> Vec<usize> {
+    let (input, _) = text.split_once(" . Output: ").expect("an example");
+    let clauses: Vec<(&str, &str)> = input
+        .trim_start_matches("Input: ")
+        .split(" , ")
+        .map(|c| {
+            let w: Vec<&str> = c.split_whitespace().collect();
+            (w[0], w[3])
+        })
+        .collect();
+    let points: HashMap<&str, &str> = clauses.iter().copied().collect();
+    clauses
+        .iter()
+        .map(|&(name, _)| {
+            let (mut at, mut depth) = (name, 0);
+            while let Some(next) = points.get(at) {
+                (at, depth) = (next, depth + 1);
+            }
+            depth
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let weights = args
+        .get(1)
+        .expect("usage: dense_depths MODEL.bpk [N] [prefix]");
+    let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
+    let prefix_lm = args.get(3).is_some_and(|s| s == "prefix");
+    let task = TaskSpec::Recall {
+        k: 5,
+        queries: 1,
+        dense: true,
+        pointers: true,
+        hops: 4,
+        order: skillit::synthetic::ChainOrder::Any,
+    }
+    .build()
+    .unwrap();
+    let (model, device) = support::load(weights, task.as_ref(), 8, 4, prefix_lm);
+    // (right, −log p, count) per depth 1..=5 of the answered clause.
+    let mut tally = [(0usize, 0f64, 0usize); 6];
+    for skill in 4..=task.num_skills() {
+        let mut rng = stream_rng(7, Purpose(96), skill as u64);
+        let examples: Vec<Example> = (0..n).map(|_| task.example(skill, &mut rng)).collect();
+        for batch in examples.chunks(100) {
+            let (rows, seq) = (batch.len(), batch[0].tokens.len());
+            let ids: Vec<i64> = batch
+                .iter()
+                .flat_map(|e| e.tokens.iter().map(|&t| i64::from(t)))
+                .collect();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, seq]), &device);
+            // Every answer token predicted, as in training (the prompt ends at the first); the
+            // letters are each answer's fourth word: tokens answer_pos + 5j + 3.
+            let first = batch[0].answer_pos;
+            let at: Vec<(usize, usize)> = (0..rows)
+                .flat_map(|b| (first - 1..seq - 1).map(move |p| (b, p)))
+                .collect();
+            let lp = model.next_token_log_probs(tokens, &at);
+            let lp: Vec<f32> = lp
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 log-probabilities");
+            let vocab = lp.len() / at.len();
+            for (b, e) in batch.iter().enumerate() {
+                for (j, depth) in depths(&e.text(task.vocab())).into_iter().enumerate() {
+                    let pos = e.answer_pos + 5 * j + 3;
+                    let row = b * (seq - first) + (pos - first);
+                    let scores = &lp[row * vocab..(row + 1) * vocab];
+                    let best = (0..vocab)
+                        .max_by(|&x, &y| scores[x].total_cmp(&scores[y]))
+                        .expect("a vocabulary");
+                    let answer = e.tokens[pos] as usize;
+                    let t = &mut tally[depth];
+                    t.0 += usize::from(best == answer);
+                    t.1 -= f64::from(scores[answer]);
+                    t.2 += 1;
+                }
+            }
+        }
+    }
+    println!("depth | answers | accuracy | −log p");
+    for (depth, (right, nll, count)) in tally.iter().enumerate().filter(|(_, t)| t.2 > 0) {
+        println!(
+            "{depth:>5} | {count:>7} | {:>8.3} | {:.3}",
+            *right as f64 / *count as f64,
+            nll / *count as f64
+        );
+    }
+}
