@@ -18,15 +18,7 @@ mod support;
 
 /// The chain depth of every clause of an example, in reading order (1: its letter names no clause).
 fn depths(text: &str) -> Vec<usize> {
-    let (input, _) = text.split_once(" . Output: ").expect("an example");
-    let clauses: Vec<(&str, &str)> = input
-        .trim_start_matches("Input: ")
-        .split(" , ")
-        .map(|c| {
-            let w: Vec<&str> = c.split_whitespace().collect();
-            (w[0], w[3])
-        })
-        .collect();
+    let (clauses, _) = support::clauses(text);
     let points: HashMap<&str, &str> = clauses.iter().copied().collect();
     clauses
         .iter()

@@ -18,15 +18,7 @@ mod support;
 /// (queried clause first, roots) of a depth-2 example's text
 /// `Input: b = val v , v = val p , … . Output: b = val p`.
 fn classify(text: &str) -> (bool, usize) {
-    let (input, output) = text.split_once(" . Output: ").expect("an example");
-    let clauses: Vec<(&str, &str)> = input
-        .trim_start_matches("Input: ")
-        .split(" , ")
-        .map(|c| {
-            let w: Vec<&str> = c.split_whitespace().collect();
-            (w[0], w[3])
-        })
-        .collect();
+    let (clauses, output) = support::clauses(text);
     let query = output.split_whitespace().next().expect("a query");
     let position = |name: &str| clauses.iter().position(|(n, _)| *n == name);
     let q = position(query).expect("the queried clause");

@@ -34,3 +34,19 @@ pub fn load(
         .expect("weights of this shape");
     (model, selected.device)
 }
+
+/// The clauses `(name, right-hand word)` of a recall or LEGO text `Input: b = val v , … . Output:
+/// …`, in reading order, and its output.
+#[allow(dead_code)] // not every example reads texts
+pub fn clauses(text: &str) -> (Vec<(&str, &str)>, &str) {
+    let (input, output) = text.split_once(" . Output: ").expect("an example");
+    let clauses = input
+        .trim_start_matches("Input: ")
+        .split(" , ")
+        .map(|c| {
+            let w: Vec<&str> = c.split_whitespace().collect();
+            (w[0], w[3])
+        })
+        .collect();
+    (clauses, output)
+}
