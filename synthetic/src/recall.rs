@@ -544,20 +544,13 @@ mod tests {
                 let points: std::collections::HashMap<&str, &str> =
                     clauses.iter().map(|c| (c[0], c[3])).collect();
                 // Follow the pointers from a name to a letter that names no clause.
-                let follow = |start: &str| {
-                    let (mut name, mut depth) = (start.to_string(), 0);
-                    while let Some(next) = points.get(name.as_str()) {
-                        (name, depth) = (next.to_string(), depth + 1);
-                        assert!(depth <= 5, "a cycle: {text}");
-                    }
-                    (name, depth)
-                };
+                let follow = |start| follow(&points, start, &text);
                 let w: Vec<&str> = output.split(' ').collect();
                 assert_eq!(&w[1..3], ["=", "val"]);
-                assert_eq!(follow(w[0]), (w[3].to_string(), skill - 2), "{text}");
+                assert_eq!(follow(w[0]), (w[3], skill - 2), "{text}");
                 assert_eq!(e.answer(VOCAB), w[3]);
                 // At least two chains end in different letters, so the end is looked up.
-                let mut ends: Vec<String> = clauses.iter().map(|c| follow(c[0]).0).collect();
+                let mut ends: Vec<&str> = clauses.iter().map(|c| follow(c[0]).0).collect();
                 ends.sort();
                 ends.dedup();
                 assert!(ends.len() >= 2, "{text}");
@@ -630,12 +623,8 @@ mod tests {
                         3 => assert_eq!(&a[1..], &c[1..], "{text}"),
                         // A chase: the letter at the end of the clause's chain.
                         _ => {
-                            let (mut name, mut depth) = (c[0], 0);
-                            while let Some(next) = points.get(name) {
-                                (name, depth) = (next, depth + 1);
-                                assert!(depth <= 5, "a cycle: {text}");
-                            }
-                            assert_eq!((a[2], a[3]), ("val", name), "{text}");
+                            let (end, depth) = follow(&points, c[0], &text);
+                            assert_eq!((a[2], a[3]), ("val", end), "{text}");
                             depths[depth] += 1;
                         }
                     }
@@ -645,13 +634,7 @@ mod tests {
                 if skill > 3 {
                     let deepest = clauses
                         .iter()
-                        .map(|c| {
-                            let (mut name, mut depth) = (c[0], 0);
-                            while let Some(next) = points.get(name) {
-                                (name, depth) = (next, depth + 1);
-                            }
-                            depth
-                        })
+                        .map(|c| follow(&points, c[0], &text).1)
                         .max()
                         .unwrap();
                     assert!(deepest >= skill - 2, "{text}");
@@ -742,6 +725,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("a chain order needs hops > 1"));
+    }
+
+    /// The end of `start`'s pointer chain (the first letter that names no clause of `points`) and
+    /// the number of pointers followed to it; panics, naming `text`, on a cycle.
+    fn follow<'a>(
+        points: &std::collections::HashMap<&'a str, &'a str>,
+        start: &'a str,
+        text: &str,
+    ) -> (&'a str, usize) {
+        let (mut name, mut depth) = (start, 0);
+        while let Some(&next) = points.get(name) {
+            (name, depth) = (next, depth + 1);
+            assert!(depth <= 5, "a cycle: {text}");
+        }
+        (name, depth)
     }
 
     fn task_draws(task: &Recall, skill: usize) -> Vec<Example> {
