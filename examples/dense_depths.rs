@@ -6,8 +6,10 @@
 //! clause's own letter, depth d follows d − 1 pointers. A run's evaluation counts an example right
 //! only when all five chases are; this separates the depths.
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix]` (the 8-layer, d_model 128, conv-4
-//! model of `results/base_search/configs/`; N examples per skill; `prefix` for a prefix LM).
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity]` (the 8-layer, d_model 128,
+//! conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a prefix LM;
+//! `parity` for the corpus whose chases answer the parity of the distance to the chain's end, where
+//! depth d's answer is (d − 1) mod 2).
 
 use std::collections::HashMap;
 
@@ -36,9 +38,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: dense_depths MODEL.bpk [N] [prefix]");
+        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity]");
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
-    let prefix_lm = args.get(3).is_some_and(|s| s == "prefix");
+    let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
+    let prefix_lm = flag("prefix");
     let task = TaskSpec::Recall {
         k: 5,
         queries: 1,
@@ -46,6 +49,7 @@ fn main() {
         pointers: true,
         hops: 4,
         order: skillit::synthetic::ChainOrder::Any,
+        parity: flag("parity"),
     }
     .build()
     .unwrap();

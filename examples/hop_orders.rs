@@ -49,6 +49,7 @@ fn main() {
         pointers: true,
         hops: 4,
         order: skillit::synthetic::ChainOrder::Any,
+        parity: false,
     }
     .build()
     .unwrap();

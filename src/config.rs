@@ -238,6 +238,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
             pointers: false,
             hops: 1,
             order: skillit_synthetic::ChainOrder::Any,
+            parity: false,
         },
         _ => TaskSpec::Lego {
             k,

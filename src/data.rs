@@ -109,6 +109,7 @@ impl GenerateRequest {
                 pointers: false,
                 hops: 1,
                 order: skillit_synthetic::ChainOrder::Any,
+                parity: false,
             },
         })
     }

@@ -784,6 +784,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         pointers: false,
         hops: 1,
         order: skillit::synthetic::ChainOrder::Any,
+        parity: false,
     }
     .build()
     .unwrap();
@@ -854,6 +855,16 @@ fn bad_configs_are_one_line_and_exit_2() {
                 ),
             ],
             "dense asks every clause: it needs queries = 1",
+        ),
+        (
+            vec![
+                "--config".into(),
+                write(
+                    "parity.toml",
+                    "[task]\nname = \"recall\"\npointers = true\nparity = true\n",
+                ),
+            ],
+            "parity answers a chase: it needs hops > 1",
         ),
         (
             vec![

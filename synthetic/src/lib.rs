@@ -254,6 +254,9 @@ pub enum TaskSpec {
         /// Where a chase's clauses stand in the text (`any`, `queried_first`, `queried_last`).
         #[serde(default, skip_serializing_if = "is_any")]
         order: ChainOrder,
+        /// With hops, a chase answers the parity of the clause's distance to its chain's end.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        parity: bool,
     },
     /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
     /// file that names it when that file is read.
@@ -317,6 +320,7 @@ impl TaskSpec {
                 pointers,
                 hops,
                 order,
+                parity,
             } => {
                 let recall = Recall::with_queries(k, queries)?;
                 let recall = if dense { recall.with_dense()? } else { recall };
@@ -325,7 +329,12 @@ impl TaskSpec {
                 } else {
                     recall
                 };
-                Box::new(recall.with_hops(hops)?.with_chain_order(order)?)
+                let recall = recall.with_hops(hops)?.with_chain_order(order)?;
+                Box::new(if parity {
+                    recall.with_parity()?
+                } else {
+                    recall
+                })
             }
         })
     }

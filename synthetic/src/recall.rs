@@ -81,6 +81,8 @@ pub struct Recall {
     hops: usize,
     /// The chase's clause order.
     order: ChainOrder,
+    /// A chase answers the parity of the clause's distance to its chain's end, not the end.
+    parity: bool,
 }
 
 impl Recall {
@@ -114,6 +116,7 @@ impl Recall {
             pointers: false,
             hops: 1,
             order: ChainOrder::Any,
+            parity: false,
         })
     }
 
@@ -178,6 +181,26 @@ impl Recall {
             });
         }
         self.dense = true;
+        Ok(self)
+    }
+
+    /// Makes every chase (skills s4..) answer a bit instead of a letter: the parity of the
+    /// distance from the asked clause to the end of its chain, 0 for a clause that points to a
+    /// letter naming no clause (a root), 1 for one that points to a root, and so on (`Input: b = val
+    /// v , v = val p , … . Output: b = val 1`). The chase the same, but the answer accumulates
+    /// along it (one flip per hop) instead of copying its end: the counting a LEGO chain's value
+    /// needs (an XOR per hop), here with no operator, no literal bit and a flip at every hop, so
+    /// the answer says nothing about a LEGO variable's value. Needs hops > 1.
+    pub fn with_parity(mut self) -> Result<Self, Error> {
+        if self.hops == 1 {
+            return Err(Error::InvalidParameter {
+                task: "recall",
+                field: "parity",
+                value: "true".into(),
+                allowed: "parity answers a chase: it needs hops > 1".into(),
+            });
+        }
+        self.parity = true;
         Ok(self)
     }
 
@@ -287,13 +310,13 @@ impl Recall {
             ]);
         }
         tokens.extend([lego::DOT, lego::OUTPUT]);
-        // The letter at the end of clause n's chain.
+        // The letter at the end of clause n's chain, and the hops from n to its chain's root.
         let end = |n: usize| {
-            let mut letter = target[n];
+            let (mut letter, mut hops) = (target[n], 0);
             while let Some(m) = letters[..k].iter().position(|&l| l == letter) {
-                letter = target[m];
+                (letter, hops) = (target[m], hops + 1);
             }
-            letter
+            (letter, hops)
         };
         let asked: Vec<usize> = if self.dense {
             order.clone()
@@ -304,7 +327,13 @@ impl Recall {
             if i > 0 {
                 tokens.push(lego::COMMA);
             }
-            tokens.extend([name(n), lego::EQ, lego::VAL, lego::LETTER_A + end(n) as u32]);
+            let (letter, hops) = end(n);
+            let answer = if self.parity {
+                lego::BIT0 + hops % 2
+            } else {
+                lego::LETTER_A + letter as u32
+            };
+            tokens.extend([name(n), lego::EQ, lego::VAL, answer]);
         }
         self.finish(depth + 2, tokens)
     }
@@ -444,6 +473,9 @@ impl Task for Recall {
         }
         if self.hops > 1 {
             d += &format!(" hops={}", self.hops);
+        }
+        if self.parity {
+            d += " parity";
         }
         match self.order {
             ChainOrder::Any => {}
@@ -654,6 +686,74 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("queries = 1"));
+    }
+
+    #[test]
+    fn parity_answers_the_distance_to_the_chain_end_mod_2_on_the_same_chase() {
+        let letters = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_dense()
+            .unwrap()
+            .with_hops(4)
+            .unwrap();
+        let parity = letters.clone().with_parity().unwrap();
+        assert!(parity.describe().contains("parity"));
+        let mut seen = [[0usize; 2]; 6];
+        for skill in 1..=6 {
+            let (with, without) = (task_draws(&parity, skill), task_draws(&letters, skill));
+            for (e, plain) in with.iter().zip(&without) {
+                let text = e.text(VOCAB);
+                let (clauses, output) = clauses_and_output(&text);
+                let plain_text = plain.text(VOCAB);
+                let (_, plain_output) = clauses_and_output(&plain_text);
+                // The same draws: the same sentence and answer span, only the chases' answers
+                // differ.
+                assert_eq!(e.tokens[..27], plain.tokens[..27], "{text}");
+                assert_eq!((e.answer_pos, e.answer_len), (27, 24));
+                if skill <= 3 {
+                    assert_eq!(output, plain_output);
+                    continue;
+                }
+                let points: std::collections::HashMap<&str, &str> =
+                    clauses.iter().map(|c| (c[0], c[3])).collect();
+                for (c, a) in clauses.iter().zip(output.split(" , ")) {
+                    // A root (depth 1, its letter names no clause) answers 0, the clause that
+                    // points to it 1, the next 0: (depth − 1) mod 2.
+                    let (_, depth) = follow(&points, c[0], &text);
+                    let bit = (depth - 1) % 2;
+                    assert_eq!(a, format!("{} = val {bit}", c[0]), "{text}");
+                    seen[depth][bit] += 1;
+                }
+            }
+        }
+        // Every depth 1..=4 answered, with the bit its depth gives.
+        assert!(seen[1..=4].iter().all(|s| s[0] + s[1] > 0), "{seen:?}");
+        // A single query answers the designated chain's queried clause: depth − 1 = skill − 3.
+        let single = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_hops(4)
+            .unwrap()
+            .with_parity()
+            .unwrap();
+        for skill in 4..=6 {
+            for e in task_draws(&single, skill) {
+                let want = lego::BIT0 + (skill as u32 - 3) % 2;
+                assert_eq!((e.answer_len, e.tokens[e.answer_pos]), (1, want));
+            }
+        }
+        let err = Recall::new(5)
+            .unwrap()
+            .with_pointers()
+            .unwrap()
+            .with_parity()
+            .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("parity answers a chase: it needs hops > 1"));
     }
 
     #[test]
