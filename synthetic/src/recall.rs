@@ -85,6 +85,16 @@ pub struct Recall {
     parity: bool,
 }
 
+/// The error of a switch (`field = true`) that the other settings do not allow.
+fn refused(field: &'static str, allowed: &str) -> Error {
+    Error::InvalidParameter {
+        task: "recall",
+        field,
+        value: "true".into(),
+        allowed: allowed.into(),
+    }
+}
+
 impl Recall {
     /// Recall over `k` clauses (2..=26, single-letter names as in LEGO) with one query.
     pub fn new(k: usize) -> Result<Self, Error> {
@@ -173,12 +183,10 @@ impl Recall {
     /// designated chain. Needs queries = 1 (dense replaces them).
     pub fn with_dense(mut self) -> Result<Self, Error> {
         if self.queries != 1 {
-            return Err(Error::InvalidParameter {
-                task: "recall",
-                field: "dense",
-                value: "true".into(),
-                allowed: "dense asks every clause: it needs queries = 1 (the default)".into(),
-            });
+            return Err(refused(
+                "dense",
+                "dense asks every clause: it needs queries = 1 (the default)",
+            ));
         }
         self.dense = true;
         Ok(self)
@@ -193,12 +201,10 @@ impl Recall {
     /// the answer says nothing about a LEGO variable's value. Needs hops > 1.
     pub fn with_parity(mut self) -> Result<Self, Error> {
         if self.hops == 1 {
-            return Err(Error::InvalidParameter {
-                task: "recall",
-                field: "parity",
-                value: "true".into(),
-                allowed: "parity answers a chase: it needs hops > 1".into(),
-            });
+            return Err(refused(
+                "parity",
+                "parity answers a chase: it needs hops > 1",
+            ));
         }
         self.parity = true;
         Ok(self)
@@ -608,16 +614,21 @@ mod tests {
         assert!(task.capacity(6) >= 26 * 25 * 24 * 23 * 22 * 21 * 20);
     }
 
-    #[test]
-    fn dense_asks_every_clause_in_reading_order_and_answers_with_the_whole_output() {
-        let task = Recall::new(5)
+    /// The dense pointer corpus of the eighth session: k = 5, chases 2..4 deep, every clause asked.
+    fn dense_chase() -> Recall {
+        Recall::new(5)
             .unwrap()
             .with_pointers()
             .unwrap()
             .with_dense()
             .unwrap()
             .with_hops(4)
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn dense_asks_every_clause_in_reading_order_and_answers_with_the_whole_output() {
+        let task = dense_chase();
         // 5 clauses of 5 tokens (with its comma or `.`), `Input:`, `Output:`, 5 answers of 5
         // tokens less the last comma: 1 + 25 + 1 + 24 = 51.
         assert_eq!(task.seq_len(), 51);
@@ -690,14 +701,7 @@ mod tests {
 
     #[test]
     fn parity_answers_the_distance_to_the_chain_end_mod_2_on_the_same_chase() {
-        let letters = Recall::new(5)
-            .unwrap()
-            .with_pointers()
-            .unwrap()
-            .with_dense()
-            .unwrap()
-            .with_hops(4)
-            .unwrap();
+        let letters = dense_chase();
         let parity = letters.clone().with_parity().unwrap();
         assert!(parity.describe().contains("parity"));
         let mut seen = [[0usize; 2]; 6];
