@@ -16,6 +16,7 @@ fn bench_generate(c: &mut Criterion) {
             TaskSpec::Lego {
                 k: 5,
                 graph: Default::default(),
+                dense: false,
             },
         ),
         ("addition", TaskSpec::Addition { k: 3 }),

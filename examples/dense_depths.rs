@@ -6,12 +6,18 @@
 //! clause's own letter, depth d follows d − 1 pointers. A run's evaluation counts an example right
 //! only when all five chases are; this separates the depths.
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity]` (the 8-layer, d_model 128,
-//! conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a prefix LM;
-//! `parity` for the corpus whose chases answer the parity of the distance to the chain's end, where
-//! depth d's answer is (d − 1) mod 2).
+//! With `lego`, the examples are dense LEGO k = 5 (`lego k=5 dense`: every variable asked in
+//! reading order) and each answered bit is scored by its variable's depth and by the hops it needs
+//! from the nearest bit already known: the root's literal (depth − 1 hops) or a variable of the
+//! chain answered earlier in the output (as many hops as their depths differ). The single query of
+//! LEGO's skill i needs i − 1; an earlier answer can shorten that to one.
+//!
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego]` (the 8-layer,
+//! d_model 128, conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a
+//! prefix LM; `parity` for the corpus whose chases answer the parity of the distance to the chain's
+//! end, where depth d's answer is (d − 1) mod 2).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use burn::tensor::{Int, Tensor, TensorData};
 use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
@@ -38,25 +44,36 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity]");
+        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego]");
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
     let prefix_lm = flag("prefix");
-    let task = TaskSpec::Recall {
-        k: 5,
-        queries: 1,
-        dense: true,
-        pointers: true,
-        hops: 4,
-        order: skillit::synthetic::ChainOrder::Any,
-        parity: flag("parity"),
+    let lego = flag("lego");
+    let task = if lego {
+        TaskSpec::Lego {
+            k: 5,
+            graph: skillit::synthetic::LegoGraph::Chain,
+            dense: true,
+        }
+    } else {
+        TaskSpec::Recall {
+            k: 5,
+            queries: 1,
+            dense: true,
+            pointers: true,
+            hops: 4,
+            order: skillit::synthetic::ChainOrder::Any,
+            parity: flag("parity"),
+        }
     }
     .build()
     .unwrap();
     let (model, device) = support::load(weights, task.as_ref(), 8, 4, prefix_lm);
-    // (right, −log p, count) per depth 1..=5 of the answered clause.
-    let mut tally = [(0usize, 0f64, 0usize); 6];
-    for skill in 4..=task.num_skills() {
+    // (right, −log p, count) per (depth, hops needed) of the answered clause; the recall corpus
+    // has no known bits, so its key is (depth, depth).
+    let mut tally: BTreeMap<(usize, usize), (usize, f64, usize)> = BTreeMap::new();
+    let first_skill = if lego { 1 } else { 4 };
+    for skill in first_skill..=task.num_skills() {
         let mut rng = stream_rng(7, Purpose(96), skill as u64);
         let examples: Vec<Example> = (0..n).map(|_| task.example(skill, &mut rng)).collect();
         for batch in examples.chunks(100) {
@@ -79,7 +96,16 @@ fn main() {
                 .expect("f32 log-probabilities");
             let vocab = lp.len() / at.len();
             for (b, e) in batch.iter().enumerate() {
-                for (j, depth) in depths(&e.text(task.vocab())).into_iter().enumerate() {
+                let depths = depths(&e.text(task.vocab()));
+                for (j, &depth) in depths.iter().enumerate() {
+                    // On the chain, two variables are as many hops apart as their depths differ.
+                    let needed = match lego {
+                        true => depths[..j]
+                            .iter()
+                            .map(|&d| d.abs_diff(depth))
+                            .fold(depth - 1, usize::min),
+                        false => depth,
+                    };
                     let pos = e.answer_pos + 5 * j + 3;
                     let row = b * (seq - first) + (pos - first);
                     let scores = &lp[row * vocab..(row + 1) * vocab];
@@ -87,7 +113,7 @@ fn main() {
                         .max_by(|&x, &y| scores[x].total_cmp(&scores[y]))
                         .expect("a vocabulary");
                     let answer = e.tokens[pos] as usize;
-                    let t = &mut tally[depth];
+                    let t = tally.entry((depth, needed)).or_default();
                     t.0 += usize::from(best == answer);
                     t.1 -= f64::from(scores[answer]);
                     t.2 += 1;
@@ -95,10 +121,17 @@ fn main() {
             }
         }
     }
-    println!("depth | answers | accuracy | −log p");
-    for (depth, (right, nll, count)) in tally.iter().enumerate().filter(|(_, t)| t.2 > 0) {
+    match lego {
+        true => println!("depth | hops needed | answers | accuracy | −log p"),
+        false => println!("depth | answers | accuracy | −log p"),
+    }
+    for ((depth, needed), (right, nll, count)) in &tally {
+        let hops = match lego {
+            true => format!(" | {needed:>11}"),
+            false => String::new(),
+        };
         println!(
-            "{depth:>5} | {count:>7} | {:>8.3} | {:.3}",
+            "{depth:>5}{hops} | {count:>7} | {:>8.3} | {:.3}",
             *right as f64 / *count as f64,
             nll / *count as f64
         );

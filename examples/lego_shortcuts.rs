@@ -64,6 +64,7 @@ fn main() {
     let task = TaskSpec::Lego {
         k: 5,
         graph: LegoGraph::Chain,
+        dense: false,
     }
     .build()
     .unwrap();

@@ -243,6 +243,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
         _ => TaskSpec::Lego {
             k,
             graph: Default::default(),
+            dense: false,
         },
     }
 }

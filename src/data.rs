@@ -98,6 +98,7 @@ impl GenerateRequest {
             TaskName::Lego => TaskSpec::Lego {
                 k: self.k.unwrap_or(5),
                 graph: self.graph.unwrap_or_default(),
+                dense: false,
             },
             TaskName::Addition => TaskSpec::Addition {
                 k: self.k.unwrap_or(3),

@@ -79,6 +79,7 @@ fn lego(k: usize) -> TaskSpec {
     TaskSpec::Lego {
         k,
         graph: LegoGraph::Chain,
+        dense: false,
     }
 }
 

@@ -168,6 +168,7 @@ fn the_tokenizer_gives_the_reference_ids() {
         TaskSpec::Lego {
             k: 5,
             graph: LegoGraph::Chain,
+            dense: false,
         }
         .build()
         .unwrap()
@@ -187,6 +188,7 @@ fn task_examples_become_the_tokenizers_ids_with_the_answer_after_the_prompt() {
         TaskSpec::Lego {
             k: 5,
             graph: LegoGraph::Chain,
+            dense: false,
         },
         TaskSpec::Addition { k: 3 },
     ] {
@@ -215,6 +217,7 @@ fn neo_run(dir: &Path) -> RunConfig {
         task: TaskSpec::Lego {
             k: 3,
             graph: LegoGraph::Chain,
+            dense: false,
         },
         model: ModelConfig {
             kind: ModelKind::GptNeo,
@@ -275,6 +278,7 @@ fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
     let task = TaskSpec::Lego {
         k: 3,
         graph: LegoGraph::Chain,
+        dense: false,
     }
     .build()
     .unwrap();
@@ -384,6 +388,7 @@ fn random_init_draws_the_architecture_from_the_seed() {
     let task = TaskSpec::Lego {
         k: 5,
         graph: LegoGraph::Chain,
+        dense: false,
     }
     .build()
     .unwrap();

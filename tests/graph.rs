@@ -14,6 +14,7 @@ fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
         task: TaskSpec::Lego {
             k: 4,
             graph: LegoGraph::Disconnected,
+            dense: false,
         },
         model: ModelConfig {
             d_model: 32,

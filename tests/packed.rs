@@ -139,6 +139,7 @@ fn a_pack_trains_each_run_as_alone_answer_loss() {
         TaskSpec::Lego {
             k: 5,
             graph: LegoGraph::Chain,
+            dense: false,
         },
         LossKind::Answer,
         1e-4,

@@ -17,6 +17,7 @@ fn lego(k: usize) -> TaskSpec {
     TaskSpec::Lego {
         k,
         graph: LegoGraph::Chain,
+        dense: false,
     }
 }
 
@@ -759,6 +760,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
     let tree = TaskSpec::Lego {
         k: 4,
         graph: LegoGraph::Tree,
+        dense: false,
     }
     .build()
     .unwrap();

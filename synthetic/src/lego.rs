@@ -14,6 +14,15 @@
 //!
 //! Sequence layout (5k + 6 tokens; 31 for k = 5): `Input:`, k clauses of 4 words separated by `,`,
 //! `.`, `Output:`, the queried name, `=`, `val`, and the answer bit as the last token.
+//!
+//! With `dense` (a diagnostic, not the paper's task), the output asks every variable in reading
+//! order (`Output: b = val 1 , r = val 1 , m = val 1 , q = val 1 , y = val 0`, 10k + 1 tokens) and
+//! the whole output is the answer, teacher-forced, every token supervised under the answer loss:
+//! every depth supervised in every sequence, as Zhang et al. trained LEGO (every variable's value
+//! predicted), where the single query supervises one. An example is right when all k bits are; the
+//! skill an example is drawn for no longer changes it. The answers read before a variable's own
+//! can shorten its path: a variable whose parent (or child) was answered before it is one hop from
+//! a known bit (`examples/dense_depths.rs` scores each answer by the hops it needs).
 
 use rand::seq::SliceRandom;
 use rand::RngCore;
@@ -107,6 +116,8 @@ pub struct Lego {
     parent: Vec<Option<usize>>,
     /// The depth of each variable: 1 for a root.
     depth: Vec<usize>,
+    /// Every variable asked, in reading order, the whole output the answer.
+    dense: bool,
 }
 
 impl Lego {
@@ -155,7 +166,14 @@ impl Lego {
             graph,
             parent,
             depth,
+            dense: false,
         })
+    }
+
+    /// Asks every variable in reading order, the whole output the answer (see the module's doc).
+    pub fn with_dense(mut self) -> Self {
+        self.dense = true;
+        self
     }
 
     /// The number of variables.
@@ -211,7 +229,13 @@ impl Task for Lego {
     }
 
     fn seq_len(&self) -> usize {
-        5 * self.k + 6
+        // Dense: `Input:`, k clauses of 4 words, k − 1 commas, `.`, `Output:`, k answers of 4
+        // words and k − 1 commas.
+        if self.dense {
+            10 * self.k + 1
+        } else {
+            5 * self.k + 6
+        }
     }
 
     fn default_val_seed(&self) -> u64 {
@@ -249,26 +273,52 @@ impl Task for Lego {
                 }
             }
         }
-        tokens.extend([DOT, OUTPUT, name(queried), EQ, VAL, BIT0 + bit(queried)]);
+        tokens.push(DOT);
+        tokens.push(OUTPUT);
+        let asked: &[u8] = if self.dense {
+            &order[..k]
+        } else {
+            &[queried as u8]
+        };
+        let answer_pos = tokens.len();
+        for (n, &v) in asked.iter().enumerate() {
+            let v = v as usize;
+            if n > 0 {
+                tokens.push(COMMA);
+            }
+            tokens.extend([name(v), EQ, VAL, BIT0 + bit(v)]);
+        }
         debug_assert_eq!(tokens.len(), self.seq_len());
-        Example::answer_last(skill, tokens)
+        if !self.dense {
+            return Example::answer_last(skill, tokens);
+        }
+        Example {
+            skill,
+            answer_len: tokens.len() - answer_pos,
+            answer_pos,
+            tokens,
+        }
     }
 
     fn capacity(&self, skill: usize) -> u128 {
         // Ordered names P(26, k), 2^k bits and k! clause orders, each text reached by as many draws
         // as the graph has symmetries fixing the queried variable.
+        // Dense: the same texts, every variable asked.
         let names = permutations(26, self.k as u128);
         let orders = permutations(self.k as u128, self.k as u128);
         let draws = names.saturating_mul(1u128 << self.k).saturating_mul(orders);
         if draws == u128::MAX {
             draws
         } else {
-            draws / self.symmetries(skill - 1)
+            // Dense asks in reading order, so no variable is fixed: every symmetry is the same text.
+            let fixed = if self.dense { usize::MAX } else { skill - 1 };
+            draws / self.symmetries(fixed)
         }
     }
 
     fn describe(&self) -> String {
-        format!("lego k={} graph={}", self.k, self.graph)
+        let dense = if self.dense { " dense" } else { "" };
+        format!("lego k={} graph={}{dense}", self.k, self.graph)
     }
 
     fn prerequisites(&self) -> Vec<(usize, usize)> {
@@ -319,5 +369,52 @@ mod tests {
             Lego::new(26, LegoGraph::Chain).unwrap().capacity(1),
             u128::MAX
         );
+    }
+
+    #[test]
+    fn dense_asks_every_variable_in_reading_order_with_the_values_the_clauses_give() {
+        let lego = Lego::new(5, LegoGraph::Chain).unwrap().with_dense();
+        assert!(lego.describe().ends_with("dense"));
+        assert_eq!(lego.seq_len(), 51);
+        let mut rng = crate::stream_rng(3, crate::Purpose(0), 0);
+        for skill in [1, 3, 5, 2, 4].into_iter().cycle().take(200) {
+            let e = lego.example(skill, &mut rng);
+            assert_eq!(e.tokens.len(), 51);
+            // The answer is the whole output: after `Input:`, 5 clauses, 4 commas, `.`, `Output:`.
+            assert_eq!((e.answer_pos, e.answer_len), (27, 24));
+            assert_eq!(e.tokens[e.answer_pos - 1], OUTPUT);
+            let text = e.text(VOCAB);
+            let (input, output) = text.split_once(" . Output: ").unwrap();
+            let clauses: Vec<Vec<&str>> = input
+                .trim_start_matches("Input: ")
+                .split(" , ")
+                .map(|c| c.split_whitespace().collect())
+                .collect();
+            // A variable's value: its literal bit, or its parent's value through the operator.
+            fn value(clauses: &[Vec<&str>], name: &str) -> u32 {
+                let c = clauses.iter().find(|c| c[0] == name).unwrap();
+                let flip = u32::from(c[2] == "not");
+                match c[3] {
+                    "0" | "1" => c[3].parse().unwrap(),
+                    parent => value(clauses, parent) ^ flip,
+                }
+            }
+            let answers: Vec<Vec<&str>> = output
+                .split(" , ")
+                .map(|a| a.split_whitespace().collect())
+                .collect();
+            assert_eq!(answers.len(), 5);
+            for (clause, answer) in clauses.iter().zip(&answers) {
+                assert_eq!(answer[0], clause[0], "reading order: {text}");
+                assert_eq!(answer[1..3], ["=", "val"]);
+                let bit: u32 = answer[3].parse().unwrap();
+                assert_eq!(bit, value(&clauses, clause[0]), "{text}");
+            }
+        }
+        // The same texts as the single query, every one reachable from any skill.
+        let single = Lego::new(5, LegoGraph::Chain).unwrap();
+        assert_eq!(lego.capacity(2), single.capacity(2));
+        let dis = Lego::new(5, LegoGraph::Disconnected).unwrap();
+        assert_eq!(dis.clone().with_dense().capacity(2), dis.capacity(1));
     }
 }

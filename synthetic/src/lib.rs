@@ -230,6 +230,9 @@ pub enum TaskSpec {
         k: usize,
         #[serde(default)]
         graph: LegoGraph,
+        /// Every variable asked in reading order, the whole output the answer (a diagnostic).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dense: bool,
     },
     Addition {
         #[serde(default = "default_addition_k")]
@@ -311,7 +314,10 @@ impl TaskSpec {
     pub fn build(&self) -> Result<Box<dyn Task>, Error> {
         Ok(match *self {
             TaskSpec::Jsonl { ref path } => Box::new(Jsonl::open(std::path::Path::new(path))?),
-            TaskSpec::Lego { k, graph } => Box::new(Lego::new(k, graph)?),
+            TaskSpec::Lego { k, graph, dense } => {
+                let lego = Lego::new(k, graph)?;
+                Box::new(if dense { lego.with_dense() } else { lego })
+            }
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
             TaskSpec::Recall {
                 k,
