@@ -17,6 +17,7 @@ fn bench_generate(c: &mut Criterion) {
                 k: 5,
                 graph: Default::default(),
                 dense: false,
+                shuffled: false,
             },
         ),
         ("addition", TaskSpec::Addition { k: 3 }),

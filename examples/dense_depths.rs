@@ -10,9 +10,11 @@
 //! reading order) and each answered bit is scored by its variable's depth and by the hops it needs
 //! from the nearest bit already known: the root's literal (depth − 1 hops) or a variable of the
 //! chain answered earlier in the output (as many hops as their depths differ). The single query of
-//! LEGO's skill i needs i − 1; an earlier answer can shorten that to one.
+//! LEGO's skill i needs i − 1; an earlier answer can shorten that to one. With `lego shuffled`, the
+//! output asks the skill's variable first and the others in a uniform order (`lego k=5 dense
+//! shuffled`); the first answer is then LEGO's single query, word for word.
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego]` (the 8-layer,
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled]]` (the 8-layer,
 //! d_model 128, conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a
 //! prefix LM; `parity` for the corpus whose chases answer the parity of the distance to the chain's
 //! end, where depth d's answer is (d − 1) mod 2).
@@ -24,13 +26,15 @@ use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
 
 mod support;
 
-/// The chain depth of every clause of an example, in reading order (1: its letter names no clause).
+/// The chain depth of every answered clause, in the output's order (1: its letter names no
+/// clause, or its bit is literal).
 fn depths(text: &str) -> Vec<usize> {
-    let (clauses, _) = support::clauses(text);
+    let (clauses, output) = support::clauses(text);
     let points: HashMap<&str, &str> = clauses.iter().copied().collect();
-    clauses
-        .iter()
-        .map(|&(name, _)| {
+    output
+        .split(" , ")
+        .map(|answer| {
+            let name = answer.split_whitespace().next().expect("a name");
             let (mut at, mut depth) = (name, 0);
             while let Some(next) = points.get(at) {
                 (at, depth) = (next, depth + 1);
@@ -44,7 +48,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego]");
+        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled]]");
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
     let prefix_lm = flag("prefix");
@@ -54,6 +58,7 @@ fn main() {
             k: 5,
             graph: skillit::synthetic::LegoGraph::Chain,
             dense: true,
+            shuffled: flag("shuffled"),
         }
     } else {
         TaskSpec::Recall {

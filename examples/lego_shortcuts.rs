@@ -65,6 +65,7 @@ fn main() {
         k: 5,
         graph: LegoGraph::Chain,
         dense: false,
+        shuffled: false,
     }
     .build()
     .unwrap();

@@ -244,6 +244,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
             k,
             graph: Default::default(),
             dense: false,
+            shuffled: false,
         },
     }
 }

@@ -99,6 +99,7 @@ impl GenerateRequest {
                 k: self.k.unwrap_or(5),
                 graph: self.graph.unwrap_or_default(),
                 dense: false,
+                shuffled: false,
             },
             TaskName::Addition => TaskSpec::Addition {
                 k: self.k.unwrap_or(3),

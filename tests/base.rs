@@ -80,6 +80,7 @@ fn lego(k: usize) -> TaskSpec {
         k,
         graph: LegoGraph::Chain,
         dense: false,
+        shuffled: false,
     }
 }
 

@@ -169,6 +169,7 @@ fn the_tokenizer_gives_the_reference_ids() {
             k: 5,
             graph: LegoGraph::Chain,
             dense: false,
+            shuffled: false,
         }
         .build()
         .unwrap()
@@ -189,6 +190,7 @@ fn task_examples_become_the_tokenizers_ids_with_the_answer_after_the_prompt() {
             k: 5,
             graph: LegoGraph::Chain,
             dense: false,
+            shuffled: false,
         },
         TaskSpec::Addition { k: 3 },
     ] {
@@ -218,6 +220,7 @@ fn neo_run(dir: &Path) -> RunConfig {
             k: 3,
             graph: LegoGraph::Chain,
             dense: false,
+            shuffled: false,
         },
         model: ModelConfig {
             kind: ModelKind::GptNeo,
@@ -279,6 +282,7 @@ fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
         k: 3,
         graph: LegoGraph::Chain,
         dense: false,
+        shuffled: false,
     }
     .build()
     .unwrap();
@@ -389,6 +393,7 @@ fn random_init_draws_the_architecture_from_the_seed() {
         k: 5,
         graph: LegoGraph::Chain,
         dense: false,
+        shuffled: false,
     }
     .build()
     .unwrap();

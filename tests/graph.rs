@@ -15,6 +15,7 @@ fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
             k: 4,
             graph: LegoGraph::Disconnected,
             dense: false,
+            shuffled: false,
         },
         model: ModelConfig {
             d_model: 32,

@@ -140,6 +140,7 @@ fn a_pack_trains_each_run_as_alone_answer_loss() {
             k: 5,
             graph: LegoGraph::Chain,
             dense: false,
+            shuffled: false,
         },
         LossKind::Answer,
         1e-4,

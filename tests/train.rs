@@ -18,6 +18,7 @@ fn lego(k: usize) -> TaskSpec {
         k,
         graph: LegoGraph::Chain,
         dense: false,
+        shuffled: false,
     }
 }
 
@@ -761,6 +762,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         k: 4,
         graph: LegoGraph::Tree,
         dense: false,
+        shuffled: false,
     }
     .build()
     .unwrap();

@@ -22,7 +22,12 @@
 //! predicted), where the single query supervises one. An example is right when all k bits are; the
 //! skill an example is drawn for no longer changes it. The answers read before a variable's own
 //! can shorten its path: a variable whose parent (or child) was answered before it is one hop from
-//! a known bit (`examples/dense_depths.rs` scores each answer by the hops it needs).
+//! a known bit (`examples/dense_depths.rs` scores each answer by the hops it needs). Reading order
+//! also lets a model find each asked clause by its place instead of by its name; with `shuffled`,
+//! the output asks the example's skill's variable first (the single query of LEGO, word for word)
+//! and the others in a uniform order, so every answer needs the lookup by name. The names asked
+//! after the first are then unpredictable: a shuffled example is right only when they are guessed
+//! too, so a run's accuracy column says little and the examples score the answers.
 
 use rand::seq::SliceRandom;
 use rand::RngCore;
@@ -118,6 +123,8 @@ pub struct Lego {
     depth: Vec<usize>,
     /// Every variable asked, in reading order, the whole output the answer.
     dense: bool,
+    /// Dense, asked in a shuffled order: the skill's variable first, then the others.
+    shuffled: bool,
 }
 
 impl Lego {
@@ -167,6 +174,7 @@ impl Lego {
             parent,
             depth,
             dense: false,
+            shuffled: false,
         })
     }
 
@@ -174,6 +182,21 @@ impl Lego {
     pub fn with_dense(mut self) -> Self {
         self.dense = true;
         self
+    }
+
+    /// Dense, asking the skill's variable first and the others in a uniform order instead of
+    /// reading order (see the module's doc). Needs dense.
+    pub fn with_shuffled(mut self) -> Result<Self, Error> {
+        if !self.dense {
+            return Err(Error::InvalidParameter {
+                task: "lego",
+                field: "shuffled",
+                value: "true".into(),
+                allowed: "shuffled orders dense's answers: it needs dense = true".into(),
+            });
+        }
+        self.shuffled = true;
+        Ok(self)
     }
 
     /// The number of variables.
@@ -275,7 +298,14 @@ impl Task for Lego {
         }
         tokens.push(DOT);
         tokens.push(OUTPUT);
-        let asked: &[u8] = if self.dense {
+        // Shuffled: the queried variable first, then the others in a uniform order (drawn only
+        // here, so the other formats' examples do not change).
+        let mut shuffled: [u8; 26] = std::array::from_fn(|i| i as u8);
+        shuffled.swap(0, queried);
+        let asked: &[u8] = if self.shuffled {
+            shuffled[1..k].shuffle(rng);
+            &shuffled[..k]
+        } else if self.dense {
             &order[..k]
         } else {
             &[queried as u8]
@@ -303,21 +333,38 @@ impl Task for Lego {
     fn capacity(&self, skill: usize) -> u128 {
         // Ordered names P(26, k), 2^k bits and k! clause orders, each text reached by as many draws
         // as the graph has symmetries fixing the queried variable.
-        // Dense: the same texts, every variable asked.
-        let names = permutations(26, self.k as u128);
-        let orders = permutations(self.k as u128, self.k as u128);
-        let draws = names.saturating_mul(1u128 << self.k).saturating_mul(orders);
+        // Dense: the same texts, every variable asked; shuffled asks the skill's variable first,
+        // then the others in an order of its own: × (k − 1)!.
+        let k = self.k as u128;
+        let names = permutations(26, k);
+        let asked = if self.shuffled {
+            permutations(k - 1, k - 1)
+        } else {
+            1
+        };
+        let draws = names
+            .saturating_mul(1u128 << self.k)
+            .saturating_mul(permutations(k, k))
+            .saturating_mul(asked);
         if draws == u128::MAX {
             draws
         } else {
             // Dense asks in reading order, so no variable is fixed: every symmetry is the same text.
-            let fixed = if self.dense { usize::MAX } else { skill - 1 };
+            let fixed = if self.dense && !self.shuffled {
+                usize::MAX
+            } else {
+                skill - 1
+            };
             draws / self.symmetries(fixed)
         }
     }
 
     fn describe(&self) -> String {
-        let dense = if self.dense { " dense" } else { "" };
+        let dense = match (self.dense, self.shuffled) {
+            (_, true) => " dense shuffled",
+            (true, false) => " dense",
+            _ => "",
+        };
         format!("lego k={} graph={}{dense}", self.k, self.graph)
     }
 
@@ -416,5 +463,51 @@ mod tests {
         assert_eq!(lego.capacity(2), single.capacity(2));
         let dis = Lego::new(5, LegoGraph::Disconnected).unwrap();
         assert_eq!(dis.clone().with_dense().capacity(2), dis.capacity(1));
+    }
+
+    #[test]
+    fn shuffled_asks_the_skills_variable_first_then_every_other_once() {
+        assert!(Lego::new(5, LegoGraph::Chain)
+            .unwrap()
+            .with_shuffled()
+            .is_err());
+        let reading = Lego::new(5, LegoGraph::Chain).unwrap().with_dense();
+        let lego = reading.clone().with_shuffled().unwrap();
+        assert!(lego.describe().ends_with("dense shuffled"));
+        let single = Lego::new(5, LegoGraph::Chain).unwrap();
+        let mut firsts = [0usize; 5];
+        for skill in 1..=5 {
+            let (mut a, mut b) = (
+                crate::stream_rng(9, crate::Purpose(0), skill as u64),
+                crate::stream_rng(9, crate::Purpose(0), skill as u64),
+            );
+            for _ in 0..100 {
+                let e = lego.example(skill, &mut a);
+                let one = single.example(skill, &mut b);
+                // The input and the first answer are the single query's, word for word: the
+                // shuffle is drawn after them (so the next draws differ; the streams part here).
+                assert_eq!(e.tokens[..one.tokens.len()], one.tokens[..]);
+                b = a.clone();
+                let text = e.text(VOCAB);
+                let (input, output) = text.split_once(" . Output: ").unwrap();
+                let mut clauses: Vec<&str> = input
+                    .trim_start_matches("Input: ")
+                    .split(" , ")
+                    .map(|c| c.split_whitespace().next().unwrap())
+                    .collect();
+                let mut asked: Vec<&str> = output
+                    .split(" , ")
+                    .map(|a| a.split_whitespace().next().unwrap())
+                    .collect();
+                // The second asked variable's place in reading order, to check the shuffle.
+                firsts[clauses.iter().position(|&c| c == asked[1]).unwrap()] += 1;
+                clauses.sort_unstable();
+                asked.sort_unstable();
+                assert_eq!(asked, clauses, "every variable asked once: {text}");
+            }
+        }
+        // Uniform over the four others: no reading place gets more than half of the 500.
+        assert!(firsts.iter().all(|&n| n < 250), "{firsts:?}");
+        assert_eq!(lego.capacity(3), reading.capacity(3) * 24);
     }
 }

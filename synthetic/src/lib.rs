@@ -233,6 +233,9 @@ pub enum TaskSpec {
         /// Every variable asked in reading order, the whole output the answer (a diagnostic).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         dense: bool,
+        /// Dense, asking the skill's variable first and the others in a uniform order.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shuffled: bool,
     },
     Addition {
         #[serde(default = "default_addition_k")]
@@ -314,9 +317,19 @@ impl TaskSpec {
     pub fn build(&self) -> Result<Box<dyn Task>, Error> {
         Ok(match *self {
             TaskSpec::Jsonl { ref path } => Box::new(Jsonl::open(std::path::Path::new(path))?),
-            TaskSpec::Lego { k, graph, dense } => {
+            TaskSpec::Lego {
+                k,
+                graph,
+                dense,
+                shuffled,
+            } => {
                 let lego = Lego::new(k, graph)?;
-                Box::new(if dense { lego.with_dense() } else { lego })
+                let lego = if dense { lego.with_dense() } else { lego };
+                Box::new(if shuffled {
+                    lego.with_shuffled()?
+                } else {
+                    lego
+                })
             }
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
             TaskSpec::Recall {
