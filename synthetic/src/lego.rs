@@ -319,14 +319,10 @@ impl Task for Lego {
             tokens.extend([name(v), EQ, VAL, BIT0 + bit(v)]);
         }
         debug_assert_eq!(tokens.len(), self.seq_len());
-        if !self.dense {
-            return Example::answer_last(skill, tokens);
-        }
-        Example {
-            skill,
-            answer_len: tokens.len() - answer_pos,
-            answer_pos,
-            tokens,
+        if self.dense {
+            Example::answer_from(skill, tokens, answer_pos)
+        } else {
+            Example::answer_last(skill, tokens)
         }
     }
 
@@ -477,17 +473,13 @@ mod tests {
         let single = Lego::new(5, LegoGraph::Chain).unwrap();
         let mut firsts = [0usize; 5];
         for skill in 1..=5 {
-            let (mut a, mut b) = (
-                crate::stream_rng(9, crate::Purpose(0), skill as u64),
-                crate::stream_rng(9, crate::Purpose(0), skill as u64),
-            );
+            let mut rng = crate::stream_rng(9, crate::Purpose(0), skill as u64);
             for _ in 0..100 {
-                let e = lego.example(skill, &mut a);
-                let one = single.example(skill, &mut b);
-                // The input and the first answer are the single query's, word for word: the
-                // shuffle is drawn after them (so the next draws differ; the streams part here).
+                // The input and the first answer are the single query's, word for word, from the
+                // same draws: the shuffle is drawn after them.
+                let one = single.example(skill, &mut rng.clone());
+                let e = lego.example(skill, &mut rng);
                 assert_eq!(e.tokens[..one.tokens.len()], one.tokens[..]);
-                b = a.clone();
                 let text = e.text(VOCAB);
                 let (input, output) = text.split_once(" . Output: ").unwrap();
                 let mut clauses: Vec<&str> = input

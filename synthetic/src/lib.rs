@@ -123,6 +123,16 @@ impl Example {
         }
     }
 
+    /// An example whose answer is every token from `answer_pos` to the end (teacher-forced).
+    pub fn answer_from(skill: usize, tokens: Vec<u32>, answer_pos: usize) -> Self {
+        Self {
+            skill,
+            answer_len: tokens.len() - answer_pos,
+            answer_pos,
+            tokens,
+        }
+    }
+
     /// The answer's first token id (the whole answer for every generator).
     pub fn answer_token(&self) -> u32 {
         self.tokens[self.answer_pos]

@@ -226,13 +226,7 @@ impl Recall {
             return Example::answer_last(skill, tokens);
         }
         // `Input:`, k clauses of 4 words, k − 1 commas, `.`, `Output:`; then the answers.
-        let answer_pos = 5 * self.k + 2;
-        Example {
-            skill,
-            answer_len: tokens.len() - answer_pos,
-            answer_pos,
-            tokens,
-        }
+        Example::answer_from(skill, tokens, 5 * self.k + 2)
     }
 
     /// Puts the clauses of every pointer chase (skills s4..) in `order` (needs hops > 1 unless
