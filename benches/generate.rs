@@ -18,6 +18,7 @@ fn bench_generate(c: &mut Criterion) {
                 graph: Default::default(),
                 dense: false,
                 shuffled: false,
+                shared_vocab: false,
             },
         ),
         ("addition", TaskSpec::Addition { k: 3 }),

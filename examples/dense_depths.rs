@@ -14,7 +14,7 @@
 //! output asks the skill's variable first and the others in a uniform order (`lego k=5 dense
 //! shuffled`); the first answer is then LEGO's single query, word for word.
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled]]` (the 8-layer,
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]]` (the 8-layer,
 //! d_model 128, conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a
 //! prefix LM; `parity` for the corpus whose chases answer the parity of the distance to the chain's
 //! end, where depth d's answer is (d − 1) mod 2).
@@ -48,7 +48,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled]]");
+        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]]");
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
     let prefix_lm = flag("prefix");
@@ -59,6 +59,7 @@ fn main() {
             graph: skillit::synthetic::LegoGraph::Chain,
             dense: true,
             shuffled: flag("shuffled"),
+            shared_vocab: flag("shared"),
         }
     } else {
         TaskSpec::Recall {

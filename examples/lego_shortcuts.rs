@@ -9,8 +9,9 @@
 //! model follows agrees on (nearly) every example, one it ignores on about half (the rules agree
 //! with each other on some examples, so read the rows together).
 //!
-//! `cargo run --example lego_shortcuts -- MODEL.bpk [N] [prefix]` (the 8-layer, d_model 128,
-//! conv-4 model of `results/base_search/configs/`; `prefix` for a model trained as a prefix LM).
+//! `cargo run --example lego_shortcuts -- MODEL.bpk [N] [prefix] [shared]` (the 8-layer, d_model
+//! 128, conv-4 model of `results/base_search/configs/`; `prefix` for a model trained as a prefix
+//! LM, `shared` for one of the shared LEGO + addition vocabulary).
 
 use skillit::synthetic::{stream_rng, Example, LegoGraph, Purpose, TaskSpec};
 
@@ -58,14 +59,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
         .get(1)
-        .expect("usage: lego_shortcuts MODEL.bpk [N] [prefix]");
+        .expect("usage: lego_shortcuts MODEL.bpk [N] [prefix] [shared]");
     let n: usize = args.get(2).map_or(2000, |s| s.parse().expect("N"));
-    let prefix_lm = args.get(3).is_some_and(|s| s == "prefix");
+    let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
+    let prefix_lm = flag("prefix");
     let task = TaskSpec::Lego {
         k: 5,
         graph: LegoGraph::Chain,
         dense: false,
         shuffled: false,
+        shared_vocab: flag("shared"),
     }
     .build()
     .unwrap();

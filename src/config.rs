@@ -245,6 +245,7 @@ fn preset_task(task: &str, k: usize) -> TaskSpec {
             graph: Default::default(),
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         },
     }
 }
@@ -353,6 +354,19 @@ impl TrainingConfig {
     }
 }
 
+/// The words of the task a run folder's model was trained on: its `vocab.txt` (a JSONL task's),
+/// else the task of its `manifest.json`; `None` when neither can be read.
+fn recorded_words(dir: &Path) -> Option<Vec<String>> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("vocab.txt")) {
+        return Some(text.lines().map(String::from).collect());
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+    let spec: TaskSpec = serde_json::from_value(manifest["config"]["task"].clone()).ok()?;
+    let task = spec.build().ok()?;
+    Some(task.vocab().words().into_iter().map(String::from).collect())
+}
+
 impl RunConfig {
     /// Starts the run from `path` (a base folder or a run's model.bpk); a base folder also gives
     /// the run its model.
@@ -425,7 +439,9 @@ impl RunConfig {
         // (a file may be a stage's weights that a sweep has yet to train).
         if let Some(path) = &self.init {
             if let Some(base) = crate::model::base::open_init(path)? {
-                base.check_vocab(task.name(), task.vocab().name())?;
+                if self.model.init_vocab == 0 {
+                    base.check_vocab(task.name(), task.vocab().name())?;
+                }
             }
         }
         self.model.validate(origin)?;
@@ -442,6 +458,9 @@ impl RunConfig {
                 "model.init_layers",
                 "grows the model from init weights: give `init` (a run's model.bpk)".into(),
             );
+        }
+        if self.model.init_vocab > 0 {
+            self.check_init_vocab(task.vocab(), origin)?;
         }
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are
         // checked against it when the examples are encoded.
@@ -469,6 +488,46 @@ impl RunConfig {
         let train = self.validate_skills(task.as_ref(), origin)?;
         self.method.validate(task.num_skills(), origin)?;
         self.validate_graph(task.as_ref(), &train, origin)
+    }
+
+    /// `model.init_vocab` against the task's vocabulary and, where they can be read, the init
+    /// weights' words (a base's named vocabulary, or those of the run folder that holds a
+    /// `model.bpk`): they must be the first `init_vocab` words of the task's.
+    fn check_init_vocab(&self, vocab: &skillit_synthetic::Vocab, origin: &str) -> Result<()> {
+        let n = self.model.init_vocab;
+        let bad = |message: String| {
+            Err(Error::Invalid {
+                origin: origin.to_string(),
+                field: "model.init_vocab".into(),
+                message,
+            })
+        };
+        if self.init.is_none() {
+            return bad("grows the vocabulary of init weights: give `init`".into());
+        }
+        if n >= vocab.len() {
+            return bad(format!(
+                "{n} must be fewer than the {} words of the task's {} vocabulary",
+                vocab.len(),
+                vocab.name()
+            ));
+        }
+        let path = self.init.as_deref().expect("checked above");
+        let words: Option<Vec<String>> = match crate::model::base::open_init(path)? {
+            Some(base) => skillit_synthetic::vocab_named(&base.manifest.vocab)
+                .map(|v| v.words().into_iter().map(String::from).collect()),
+            None => path.parent().and_then(recorded_words),
+        };
+        match words {
+            Some(words) if words.len() != n || words[..] != vocab.words()[..n] => bad(format!(
+                "{n}, but the init weights read {} words ({}), which are not the first {n} of \
+                 the task's {} vocabulary",
+                words.len(),
+                path.display(),
+                vocab.name()
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The setting, the target and the train and eval skills against the task's k; returns the

@@ -100,6 +100,7 @@ impl GenerateRequest {
                 graph: self.graph.unwrap_or_default(),
                 dense: false,
                 shuffled: false,
+                shared_vocab: false,
             },
             TaskName::Addition => TaskSpec::Addition {
                 k: self.k.unwrap_or(3),

@@ -81,6 +81,7 @@ fn lego(k: usize) -> TaskSpec {
         graph: LegoGraph::Chain,
         dense: false,
         shuffled: false,
+        shared_vocab: false,
     }
 }
 

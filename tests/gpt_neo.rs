@@ -170,6 +170,7 @@ fn the_tokenizer_gives_the_reference_ids() {
             graph: LegoGraph::Chain,
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         }
         .build()
         .unwrap()
@@ -191,6 +192,7 @@ fn task_examples_become_the_tokenizers_ids_with_the_answer_after_the_prompt() {
             graph: LegoGraph::Chain,
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         },
         TaskSpec::Addition { k: 3 },
     ] {
@@ -221,6 +223,7 @@ fn neo_run(dir: &Path) -> RunConfig {
             graph: LegoGraph::Chain,
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         },
         model: ModelConfig {
             kind: ModelKind::GptNeo,
@@ -283,6 +286,7 @@ fn batches_of_mixed_lengths_score_each_example_at_its_own_answer() {
         graph: LegoGraph::Chain,
         dense: false,
         shuffled: false,
+        shared_vocab: false,
     }
     .build()
     .unwrap();
@@ -394,6 +398,7 @@ fn random_init_draws_the_architecture_from_the_seed() {
         graph: LegoGraph::Chain,
         dense: false,
         shuffled: false,
+        shared_vocab: false,
     }
     .build()
     .unwrap();

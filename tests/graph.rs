@@ -16,6 +16,7 @@ fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
             graph: LegoGraph::Disconnected,
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         },
         model: ModelConfig {
             d_model: 32,

@@ -141,6 +141,7 @@ fn a_pack_trains_each_run_as_alone_answer_loss() {
             graph: LegoGraph::Chain,
             dense: false,
             shuffled: false,
+            shared_vocab: false,
         },
         LossKind::Answer,
         1e-4,

@@ -19,6 +19,7 @@ fn lego(k: usize) -> TaskSpec {
         graph: LegoGraph::Chain,
         dense: false,
         shuffled: false,
+        shared_vocab: false,
     }
 }
 
@@ -763,6 +764,7 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
         graph: LegoGraph::Tree,
         dense: false,
         shuffled: false,
+        shared_vocab: false,
     }
     .build()
     .unwrap();
@@ -1155,6 +1157,69 @@ fn a_model_grown_from_fewer_blocks_starts_where_they_ended() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("model.init_layers"), "{err}");
+}
+
+#[test]
+fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
+    // A LEGO run's 36-word model grown to the shared vocabulary's 55 (`init_vocab = 36`) and
+    // trained on digit chains, whose answers are digits LEGO lacks: the run starts from the LEGO
+    // weights and the chains' loss falls (the new words' rows learn). An init_vocab that is not
+    // the init weights' (their run folder's vocab.txt) or not below the task's is one clear line.
+    let flex = select(DeviceKind::Flex).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = RunConfig {
+        model: ModelConfig {
+            context: 40,
+            ..tiny_model()
+        },
+        ..short_run_config("stratified", 3)
+    };
+    train(&base, &flex, &tmp.path().join("base"), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    let grown = RunConfig {
+        task: TaskSpec::Chains { k: 3 },
+        model: ModelConfig {
+            init_vocab: 36,
+            ..base.model.clone()
+        },
+        init: Some(tmp.path().join("base/model.bpk")),
+        training: TrainingConfig {
+            steps: 150,
+            lr: 3e-3,
+            loss: LossKind::Answer,
+            ..base.training.clone()
+        },
+        ..base.clone()
+    };
+    let run = train(&grown, &flex, &tmp.path().join("grown"), None, &mut |_| {
+        Flow::Continue
+    })
+    .unwrap();
+    let mean = |loss: &[f64]| loss.iter().sum::<f64>() / loss.len() as f64;
+    let (start, end) = (&run.evaluations[0], run.evaluations.last().unwrap());
+    assert!(
+        mean(&end.loss) < mean(&start.loss) - 0.5,
+        "the new words are learned: {:?} -> {:?}",
+        start.loss,
+        end.loss
+    );
+    for (init_vocab, task) in [(55, TaskSpec::Chains { k: 3 }), (30, TaskSpec::Chains { k: 3 })] {
+        let bad = RunConfig {
+            task,
+            model: ModelConfig {
+                init_vocab,
+                ..grown.model.clone()
+            },
+            ..grown.clone()
+        };
+        let err = train(&bad, &flex, &tmp.path().join("bad"), None, &mut |_| {
+            Flow::Continue
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("model.init_vocab"), "{err}");
+    }
 }
 
 /// Every float parameter's values, in visit order.

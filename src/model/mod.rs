@@ -123,6 +123,13 @@ pub struct ModelConfig {
     /// model holds cannot be overwritten.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub freeze_init: bool,
+    /// With a run's `init` weights of a smaller vocabulary whose words are the first of this
+    /// task's (LEGO's 36 within the shared vocabulary's 55): the init weights' vocabulary size. The
+    /// embedding and head rows of the old words keep their weights, the new words' rows start as
+    /// the seed draws them, so the model answers what it did on the old words and can learn the
+    /// new (0: the same vocabulary).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub init_vocab: usize,
     /// The prompt attends in both directions, the answer causally (the module docs say why);
     /// scratch models under the answer loss only.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -148,6 +155,7 @@ impl Default for ModelConfig {
             conv_kernel: 0,
             init_layers: 0,
             freeze_init: false,
+            init_vocab: 0,
             prefix_lm: false,
         }
     }
@@ -202,6 +210,12 @@ impl ModelConfig {
                      weights of fewer blocks)",
                     self.init_layers, self.n_layers
                 ),
+            );
+        }
+        if self.init_vocab > 0 && self.kind != ModelKind::Scratch {
+            return bad(
+                "init_vocab",
+                "only a scratch model grows its vocabulary from init weights".into(),
             );
         }
         match (self.kind, &self.weights) {
@@ -370,6 +384,25 @@ pub(crate) fn zeroed_param<const D: usize>(param: Param<Tensor<D>>) -> Param<Ten
     param.map(|t| {
         let leaf = t.is_require_grad();
         t.zeros_like().set_require_grad(leaf)
+    })
+}
+
+/// `fresh` (same id and gradient setting) with `old`'s values where the two overlap: along the one
+/// axis where `fresh` is longer (the vocabulary's), the first entries are `old`'s, the rest stay
+/// `fresh`'s.
+fn grown_rows<const D: usize>(old: Param<Tensor<D>>, fresh: Param<Tensor<D>>) -> Param<Tensor<D>> {
+    let old = old.val().detach();
+    fresh.map(|t| {
+        let leaf = t.is_require_grad();
+        let (short, long) = (old.dims(), t.dims());
+        let axis = (0..D)
+            .find(|&a| short[a] != long[a])
+            .expect("the vocabulary axis is longer");
+        let device = t.device();
+        let rest = t.detach().narrow(axis, short[axis], long[axis] - short[axis]);
+        // Through the data, so the result is a leaf that can be tracked.
+        Tensor::from_data(Tensor::cat(vec![old, rest], axis).into_data(), &device)
+            .set_require_grad(leaf)
     })
 }
 
@@ -651,6 +684,24 @@ impl Model {
         })
     }
 
+    /// `base` (a scratch model of a smaller vocabulary whose words are the first of this model's;
+    /// see [`ModelConfig::init_vocab`]) with this fresh model's vocabulary: the token embedding
+    /// and the head keep `base`'s rows for the old words and take this model's fresh rows for the
+    /// new ones; everything else is `base`'s. Only the embedding and head change shape, so this
+    /// model may have more blocks than `base` (grow it with [`Model::grown_from`] afterwards).
+    pub fn vocab_grown_from(self, base: Model) -> Model {
+        let (Model::Scratch(fresh), Model::Scratch(mut base)) = (self, base) else {
+            panic!("only scratch models grow (checked by ModelConfig::validate)");
+        };
+        base.token.weight = grown_rows(base.token.weight, fresh.token.weight);
+        base.head.weight = grown_rows(base.head.weight, fresh.head.weight);
+        base.head.bias = match (base.head.bias, fresh.head.bias) {
+            (Some(old), Some(new)) => Some(grown_rows(old, new)),
+            (old, _) => old,
+        };
+        Model::Scratch(base)
+    }
+
     /// Next-token logits `[batch, seq, vocab]` for tokens `[batch, seq]`.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         match self {
@@ -772,6 +823,58 @@ mod tests {
 
     fn close(a: &[f32], b: &[f32]) -> bool {
         a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+    }
+
+    #[test]
+    fn a_grown_vocabulary_keeps_the_old_rows_and_takes_the_fresh_ones() {
+        // A 20-word model grown to 26 words: the embedding's and the head's first 20 rows (the
+        // head's columns and bias entries) are the old model's, the other 6 the fresh model's,
+        // and on old words the grown model's hidden states are the old model's.
+        let old = model(false);
+        let config = ModelConfig {
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 2,
+            d_ff: 64,
+            context: 16,
+            conv_kernel: 4,
+            ..ModelConfig::default()
+        };
+        let device = old.head.weight.val().device();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let fresh = config.init_transformer(VOCAB + 6, &mut rng, &device);
+        let values = |p: &Param<Tensor<2>>| p.val().into_data().try_to_vec::<f32>().unwrap();
+        let (old_token, fresh_token) = (values(&old.token.weight), values(&fresh.token.weight));
+        let (old_head, fresh_head) = (values(&old.head.weight), values(&fresh.head.weight));
+        let old_bias = old.head.bias.as_ref().unwrap().val().into_data();
+        let fresh_bias = fresh.head.bias.as_ref().unwrap().val().into_data();
+        let before = states(&old, &[row(0)], &[SEQ]);
+        let Model::Scratch(grown) =
+            Model::Scratch(fresh).vocab_grown_from(Model::Scratch(old))
+        else {
+            unreachable!()
+        };
+        assert_eq!(grown.token.weight.val().dims(), [VOCAB + 6, 32]);
+        let token = values(&grown.token.weight);
+        assert_eq!(token[..VOCAB * 32], old_token[..]);
+        assert_eq!(token[VOCAB * 32..], fresh_token[VOCAB * 32..]);
+        // The head's weight is [d_model, vocab]: row r holds word w at r * vocab + w.
+        let head = values(&grown.head.weight);
+        let n = VOCAB + 6;
+        for r in 0..32 {
+            assert_eq!(head[r * n..r * n + VOCAB], old_head[r * VOCAB..(r + 1) * VOCAB]);
+            assert_eq!(head[r * n + VOCAB..(r + 1) * n], fresh_head[r * n + VOCAB..(r + 1) * n]);
+        }
+        let bias = grown.head.bias.as_ref().unwrap().val().into_data();
+        let (bias, old_bias, fresh_bias) = (
+            bias.try_to_vec::<f32>().unwrap(),
+            old_bias.try_to_vec::<f32>().unwrap(),
+            fresh_bias.try_to_vec::<f32>().unwrap(),
+        );
+        assert_eq!(bias[..VOCAB], old_bias[..]);
+        assert_eq!(bias[VOCAB..], fresh_bias[VOCAB..]);
+        assert_eq!(states(&grown, &[row(0)], &[SEQ]), before);
+        assert!(grown.token.weight.val().is_require_grad());
     }
 
     #[test]

@@ -423,21 +423,30 @@ fn start_learner(
             field: "init".into(),
             message: format!("cannot be loaded as this run's model: {e:?}"),
         };
-        model = match config.model.init_layers {
-            0 => model.try_load_file(&weights).map_err(load_error)?,
-            n => {
-                // Weights of fewer blocks: load them into a model of that depth, then grow.
-                let shallow = crate::model::ModelConfig {
-                    n_layers: n,
-                    init_layers: 0,
-                    ..config.model.clone()
-                };
-                let mut rng = stream_rng(config.seed, PURPOSE_INIT, 1);
-                let base = shallow
-                    .init(task.vocab().len(), &mut rng, &setup.device)
-                    .try_load_file(&weights)
-                    .map_err(load_error)?;
-                model.grown_from(base, config.model.freeze_init)
+        let (layers, vocab) = (config.model.init_layers, config.model.init_vocab);
+        model = if layers == 0 && vocab == 0 {
+            model.try_load_file(&weights).map_err(load_error)?
+        } else {
+            // Weights of fewer blocks or words: load them into a model of their shape, then grow.
+            let shallow = crate::model::ModelConfig {
+                n_layers: if layers > 0 { layers } else { config.model.n_layers },
+                init_layers: 0,
+                init_vocab: 0,
+                ..config.model.clone()
+            };
+            let mut rng = stream_rng(config.seed, PURPOSE_INIT, 1);
+            let words = if vocab > 0 { vocab } else { task.vocab().len() };
+            let base = shallow
+                .init(words, &mut rng, &setup.device)
+                .try_load_file(&weights)
+                .map_err(load_error)?;
+            let base = match vocab {
+                0 => base,
+                _ => model.clone().vocab_grown_from(base),
+            };
+            match layers {
+                0 => base,
+                _ => model.grown_from(base, config.model.freeze_init),
             }
         };
     }

@@ -125,6 +125,8 @@ pub struct Lego {
     dense: bool,
     /// Dense, asked in a shuffled order: the skill's variable first, then the others.
     shuffled: bool,
+    /// Written in the shared vocabulary (the same ids, more words).
+    shared: bool,
 }
 
 impl Lego {
@@ -175,6 +177,7 @@ impl Lego {
             depth,
             dense: false,
             shuffled: false,
+            shared: false,
         })
     }
 
@@ -197,6 +200,13 @@ impl Lego {
         }
         self.shuffled = true;
         Ok(self)
+    }
+
+    /// The same examples in [`crate::SHARED`], the vocabulary of LEGO and addition together: every
+    /// id is LEGO's own, only the model's vocabulary is larger.
+    pub fn with_shared_vocab(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// The number of variables.
@@ -248,7 +258,11 @@ impl Task for Lego {
     }
 
     fn vocab(&self) -> &Vocab {
-        VOCAB
+        if self.shared {
+            crate::SHARED
+        } else {
+            VOCAB
+        }
     }
 
     fn seq_len(&self) -> usize {
@@ -361,7 +375,8 @@ impl Task for Lego {
             (true, false) => " dense",
             _ => "",
         };
-        format!("lego k={} graph={}{dense}", self.k, self.graph)
+        let vocab = if self.shared { " vocab=shared" } else { "" };
+        format!("lego k={} graph={}{dense}{vocab}", self.k, self.graph)
     }
 
     fn prerequisites(&self) -> Vec<(usize, usize)> {

@@ -9,6 +9,8 @@
 //!   (docs/paper.md §3).
 //! - [`Recall`]: the pre-training corpus of a base model: one-hop lookup in LEGO's clause format,
 //!   with and without operators, and no chains (docs/paper.md §12).
+//! - [`Chains`]: a base corpus in the [`SHARED`] vocabulary: digits added along chains of
+//!   variables, every variable asked.
 //! - [`Jsonl`]: a user's own skill-labelled rows from a JSON Lines file.
 //!
 //! Every example is a sequence of word-level tokens from the task's [`Vocab`]; a generator's answer
@@ -19,6 +21,7 @@
 //! the examples do not depend on thread count, request order across skills, or platform.
 
 mod addition;
+mod chains;
 mod dataset;
 mod jsonl;
 mod lego;
@@ -26,13 +29,21 @@ mod recall;
 mod vocab;
 
 pub use addition::Addition;
+pub use chains::Chains;
 pub use dataset::{stream_rng, Purpose, TrainStream, ValidationSet};
 pub use jsonl::{Jsonl, JsonlRows};
 pub use lego::{Lego, LegoGraph};
 pub use recall::{ChainOrder, Recall};
-pub use vocab::{Vocab, PAD, UNK};
+pub use vocab::{Vocab, PAD, SHARED, UNK};
 
 use serde::{Deserialize, Serialize};
+
+/// The fixed vocabulary called `name` (`lego`, `addition`, `shared`), if there is one.
+pub fn vocab_named(name: &str) -> Option<&'static Vocab> {
+    [lego::VOCAB, addition::VOCAB, SHARED]
+        .into_iter()
+        .find(|v| v.name() == name)
+}
 
 /// The random number generator every generator draws from (ChaCha8: fast, portable, seekable).
 pub type TaskRng = rand_chacha::ChaCha8Rng;
@@ -246,6 +257,10 @@ pub enum TaskSpec {
         /// Dense, asking the skill's variable first and the others in a uniform order.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         shuffled: bool,
+        /// The [`SHARED`] vocabulary instead of LEGO's own (the same ids, 55 words): for a model
+        /// whose base reads both LEGO and addition.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared_vocab: bool,
     },
     Addition {
         #[serde(default = "default_addition_k")]
@@ -273,6 +288,11 @@ pub enum TaskSpec {
         /// With hops, a chase answers the parity of the clause's distance to its chain's end.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         parity: bool,
+    },
+    /// A base corpus: digits added along chains of k variables, every variable asked ([`Chains`]).
+    Chains {
+        #[serde(default = "default_lego_k")]
+        k: usize,
     },
     /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
     /// file that names it when that file is read.
@@ -306,6 +326,7 @@ impl TaskSpec {
             TaskSpec::Lego { .. } => "lego",
             TaskSpec::Addition { .. } => "addition",
             TaskSpec::Recall { .. } => "recall",
+            TaskSpec::Chains { .. } => "chains",
             TaskSpec::Jsonl { .. } => "jsonl",
         }
     }
@@ -332,15 +353,18 @@ impl TaskSpec {
                 graph,
                 dense,
                 shuffled,
+                shared_vocab,
             } => {
                 let lego = Lego::new(k, graph)?;
                 let lego = if dense { lego.with_dense() } else { lego };
-                Box::new(if shuffled {
-                    lego.with_shuffled()?
+                let lego = if shuffled { lego.with_shuffled()? } else { lego };
+                Box::new(if shared_vocab {
+                    lego.with_shared_vocab()
                 } else {
                     lego
                 })
             }
+            TaskSpec::Chains { k } => Box::new(Chains::new(k)?),
             TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
             TaskSpec::Recall {
                 k,

@@ -29,6 +29,31 @@ struct Built {
     ids: HashMap<String, u32>,
 }
 
+/// The vocabulary shared by LEGO, addition and the base corpora that serve both (55 tokens):
+/// LEGO's 36 words with their ids, then the words of addition that LEGO lacks (`A`, `+`, `?`, the
+/// digits 2..9 and the digit indices 10..17). A LEGO example has the same ids in it as in LEGO's own
+/// vocabulary, so a model of this vocabulary reads LEGO unchanged; addition's ids are mapped
+/// (`Addition::with_shared_vocab`). One base trained in it serves both tasks (issue 23).
+pub static SHARED: &Vocab = &Vocab::new(
+    "shared",
+    &[
+        "<pad>", "Input:", "Output:", "=", "val", "not", ",", ".", "0", "1", "a", "b", "c", "d",
+        "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v",
+        "w", "x", "y", "z", "A", "+", "?", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11",
+        "12", "13", "14", "15", "16", "17",
+    ],
+);
+
+/// The id of digit `d` (0..=9) in [`SHARED`]: 0 and 1 are LEGO's bits, 2..9 follow LEGO's words.
+pub(crate) fn shared_digit(d: u32) -> u32 {
+    debug_assert!(d < 10);
+    if d < 2 {
+        8 + d
+    } else {
+        37 + d
+    }
+}
+
 /// The padding token's id in every vocabulary.
 pub const PAD: u32 = 0;
 
@@ -144,6 +169,19 @@ mod tests {
         assert_eq!(v.decode(&ids), text);
         assert!(v.encode("Input: B").is_err());
         assert_eq!(v.id("<pad>"), Some(PAD));
+    }
+
+    #[test]
+    fn the_shared_vocabulary_keeps_legos_ids_and_holds_every_addition_word() {
+        let lego = crate::lego::VOCAB;
+        assert_eq!(SHARED.len(), 55);
+        assert_eq!(&SHARED.words()[..lego.len()], &lego.words()[..]);
+        for w in crate::addition::VOCAB.words() {
+            assert!(SHARED.id(w).is_some(), "{w} missing");
+        }
+        for d in 0..10 {
+            assert_eq!(SHARED.word(shared_digit(d)), d.to_string());
+        }
     }
 
     #[test]

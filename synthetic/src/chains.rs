@@ -1,0 +1,254 @@
+//! Digit chains: a base corpus in the shared vocabulary (docs/defaults.md, "Digit chains"). Every
+//! clause gives a variable a digit: a root adds two digits (`q = 4 + 3`: 7), every other clause
+//! adds a digit to another variable's value, mod 10 (`b = q + 5`: 7 + 5 = 2). The output asks every
+//! variable (`Output: b = val 2 , q = val 7 , …`), the example's skill's variable first and the
+//! others in a uniform order, and the whole output is supervised.
+//!
+//! ```text
+//! s3: Input: h = b + 9 , q = 4 + 3 , u = 2 + 2 , b = q + 5 , m = q + 0 .
+//!     Output: h = val 1 , m = val 7 , b = val 2 , u = val 4 , q = val 7
+//! ```
+//!
+//! Skill *i* asks first a variable whose chain holds *i* clauses (*i* − 1 hops from its root). The
+//! chain's clauses come first in the generator's placement order; each further clause is a new root
+//! or adds to a uniform choice among the clauses placed before it (the chain's included), so the
+//! forest has several roots and branches and the asked chain shares variables with the others. The
+//! clauses appear in a uniform order.
+//!
+//! What it brings to a base: the composition LEGO's deeper skills need, an operator applied at
+//! every hop of a chase, densely supervised (every variable's value in every sequence; the tenth
+//! session measured that LEGO's single query is learned once every depth is supervised). It is not
+//! LEGO: the values are digits, every hop adds one of ten offsets, and neither `not` nor a LEGO
+//! value ever appears; what the base answers on LEGO at step 0 is measured and recorded (the
+//! issue asks ≤ 0.6 on s2..s5). Nor is it the addition task: one-digit sums mod 10, with no
+//! operands of several digits, no carry and no digit position asked.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::lego::{self, COMMA, DOT, EQ, INPUT, LETTER_A, OUTPUT, VAL};
+use crate::vocab::{shared_digit, SHARED};
+use crate::{permutations, Error, Example, Task, TaskRng, Vocab};
+
+/// The `+` token of the shared vocabulary.
+const PLUS: u32 = 37;
+
+/// Digit chains over k clauses; skill i asks first a variable at depth i.
+#[derive(Debug, Clone)]
+pub struct Chains {
+    k: usize,
+}
+
+impl Chains {
+    /// Digit chains over `k` clauses (2..=26: single-letter names).
+    pub fn new(k: usize) -> Result<Self, Error> {
+        if !(lego::MIN_K..=lego::MAX_K).contains(&k) {
+            return Err(Error::InvalidParameter {
+                task: "chains",
+                field: "k",
+                value: k.to_string(),
+                allowed: format!("k must be in {}..={}", lego::MIN_K, lego::MAX_K),
+            });
+        }
+        Ok(Self { k })
+    }
+
+    /// The index of the output's first token: `Input:`, k clauses of 5 words, k − 1 commas, `.`,
+    /// `Output:`.
+    fn answer_pos(&self) -> usize {
+        6 * self.k + 2
+    }
+}
+
+impl Task for Chains {
+    fn name(&self) -> &'static str {
+        "chains"
+    }
+
+    fn num_skills(&self) -> usize {
+        self.k
+    }
+
+    fn skill_name(&self, id: usize) -> String {
+        format!("s{id} (depth {id})")
+    }
+
+    fn vocab(&self) -> &Vocab {
+        SHARED
+    }
+
+    fn seq_len(&self) -> usize {
+        // The prompt, then k answers of 4 words and k − 1 commas.
+        self.answer_pos() + 5 * self.k - 1
+    }
+
+    fn default_val_seed(&self) -> u64 {
+        4343
+    }
+
+    fn example(&self, skill: usize, rng: &mut TaskRng) -> Example {
+        let (k, depth) = (self.k, skill);
+        let mut letters: [u8; 26] = std::array::from_fn(|i| i as u8);
+        let (names, _) = letters.partial_shuffle(rng, k);
+        let name = |n: usize| LETTER_A + names[n] as u32;
+        // Clause n in placement order: its parent (None: a root) and its digits.
+        let mut parent: Vec<Option<usize>> = Vec::with_capacity(k);
+        for n in 0..k {
+            parent.push(match n {
+                0 => None,
+                n if n < depth => Some(n - 1),
+                n if n == depth => None,
+                // A new root (0) or one of the n clauses placed so far.
+                n => rng.random_range(0..=n).checked_sub(1),
+            });
+        }
+        let mut first = vec![0u32; k];
+        let mut added = vec![0u32; k];
+        let mut value = vec![0u32; k];
+        for n in 0..k {
+            added[n] = rng.random_range(0..10);
+            value[n] = match parent[n] {
+                None => {
+                    first[n] = rng.random_range(0..10);
+                    (first[n] + added[n]) % 10
+                }
+                Some(p) => (value[p] + added[n]) % 10,
+            };
+        }
+        let mut order: Vec<usize> = (0..k).collect();
+        order.shuffle(rng);
+        let mut tokens = Vec::with_capacity(self.seq_len());
+        tokens.push(INPUT);
+        for (i, &n) in order.iter().enumerate() {
+            if i > 0 {
+                tokens.push(COMMA);
+            }
+            let from = parent[n].map_or(shared_digit(first[n]), name);
+            tokens.extend([name(n), EQ, from, PLUS, shared_digit(added[n])]);
+        }
+        tokens.extend([DOT, OUTPUT]);
+        // The asked chain's last clause first, the others in a uniform order.
+        let mut asked: Vec<usize> = (0..k).filter(|&n| n != depth - 1).collect();
+        asked.shuffle(rng);
+        asked.insert(0, depth - 1);
+        for (i, &n) in asked.iter().enumerate() {
+            if i > 0 {
+                tokens.push(COMMA);
+            }
+            tokens.extend([name(n), EQ, VAL, shared_digit(value[n])]);
+        }
+        debug_assert_eq!(tokens.len(), self.seq_len());
+        Example::answer_from(skill, tokens, self.answer_pos())
+    }
+
+    fn capacity(&self, _skill: usize) -> u128 {
+        // A lower bound: the names P(26, k) in their roles and each clause's added digit, every
+        // tuple a different text (the roots' first digits, the clause order, the other clauses'
+        // parents and the answers' order only add more).
+        (0..self.k).fold(permutations(26, self.k as u128), |acc, _| {
+            acc.saturating_mul(10)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("chains k={}", self.k)
+    }
+
+    fn prerequisites(&self) -> Vec<(usize, usize)> {
+        // The depth-i variable's value is its parent's, at depth i − 1, plus a digit.
+        (1..self.k).map(|i| (i, i + 1)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_rng;
+    use std::collections::HashMap;
+
+    /// The clauses of a prompt, each as its 5 words.
+    fn clauses(prompt: &str) -> Vec<Vec<&str>> {
+        let body = prompt
+            .strip_prefix("Input: ")
+            .and_then(|s| s.strip_suffix(" . Output:"))
+            .unwrap();
+        body.split(" , ")
+            .map(|c| {
+                let w: Vec<&str> = c.split(' ').collect();
+                assert_eq!((w.len(), w[1], w[3]), (5, "=", "+"), "{c}");
+                w
+            })
+            .collect()
+    }
+
+    /// Every variable's value and depth, read back from the text alone: `name = A + d` with A a
+    /// digit or a name, evaluated by following names to a root, mod 10.
+    fn values(prompt: &str) -> HashMap<String, (u32, usize)> {
+        let clauses: HashMap<String, (String, u32)> = clauses(prompt)
+            .into_iter()
+            .map(|w| (w[0].into(), (w[2].into(), w[4].parse().unwrap())))
+            .collect();
+        let eval = |name: &String| {
+            let (mut v, mut sum, mut depth) = (name, 0, 0);
+            while let Some((from, d)) = clauses.get(v) {
+                (sum, v, depth) = (sum + d, from, depth + 1);
+                assert!(depth <= clauses.len(), "a cycle in {prompt}");
+            }
+            ((sum + v.parse::<u32>().unwrap()) % 10, depth)
+        };
+        clauses.keys().map(|n| (n.clone(), eval(n))).collect()
+    }
+
+    #[test]
+    fn every_answer_is_the_sum_along_its_chain_and_the_first_is_at_the_skills_depth() {
+        let task = Chains::new(5).unwrap();
+        assert_eq!(task.seq_len(), 56);
+        let mut rng = stream_rng(7, crate::Purpose(1), 0);
+        let mut roots = 0;
+        for skill in 1..=5 {
+            for _ in 0..200 {
+                let e = task.example(skill, &mut rng);
+                assert_eq!(e.tokens.len(), task.seq_len());
+                let prompt = e.prompt(SHARED);
+                let values = values(&prompt);
+                let answer = e.answer(SHARED);
+                let asked: Vec<&str> = answer.split(" , ").collect();
+                assert_eq!(asked.len(), 5);
+                let mut names: Vec<&str> = Vec::new();
+                for a in &asked {
+                    let w: Vec<&str> = a.split(' ').collect();
+                    assert_eq!((w[1], w[2]), ("=", "val"));
+                    assert_eq!(values[w[0]].0, w[3].parse::<u32>().unwrap(), "{prompt} {answer}");
+                    names.push(w[0]);
+                }
+                names.sort();
+                names.dedup();
+                assert_eq!(names.len(), 5, "every variable asked once");
+                let first = asked[0].split(' ').next().unwrap();
+                assert_eq!(values[first].1, skill, "{prompt}");
+                roots += clauses(&prompt)
+                    .iter()
+                    .filter(|w| w[2].parse::<u32>().is_ok())
+                    .count();
+            }
+        }
+        // Forests, not only chains: more than one root on average.
+        assert!(roots > 1000 * 6 / 5, "{roots} roots in 1,000 examples");
+    }
+
+    #[test]
+    fn examples_are_deterministic_and_the_text_never_holds_a_lego_operator() {
+        let task = Chains::new(5).unwrap();
+        let draw = |seed| {
+            let mut rng = stream_rng(seed, crate::Purpose(1), 3);
+            (0..50)
+                .map(|_| task.example(3, &mut rng).text(SHARED))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+        assert!(draw(1).iter().all(|t| !t.contains("not")));
+        assert!(Chains::new(1).is_err());
+        assert_eq!(task.prerequisites(), [(1, 2), (2, 3), (3, 4), (4, 5)]);
+    }
+}
