@@ -21,7 +21,13 @@ fn bench_generate(c: &mut Criterion) {
                 shared_vocab: false,
             },
         ),
-        ("addition", TaskSpec::Addition { k: 3 }),
+        (
+            "addition",
+            TaskSpec::Addition {
+                k: 3,
+                shared_vocab: false,
+            },
+        ),
     ];
     let mut group = c.benchmark_group("generate");
     for (name, spec) in tasks {

@@ -14,7 +14,12 @@
 //! output asks the skill's variable first and the others in a uniform order (`lego k=5 dense
 //! shuffled`); the first answer is then LEGO's single query, word for word.
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]]` (the 8-layer,
+//! With `chains`, the examples are digit chains k = 5 (`chains k=5`: every variable asked, the
+//! skill's first) and each answered digit is scored by its depth and by the hops it needs from the
+//! nearest value already known: its root's literal sum (depth − 1 hops) or an ancestor answered
+//! earlier in the output (a descendant would do too, by subtraction; not counted).
+//!
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]] [chains [offsets=N]]` (the 8-layer,
 //! d_model 128, conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a
 //! prefix LM; `parity` for the corpus whose chases answer the parity of the distance to the chain's
 //! end, where depth d's answer is (d − 1) mod 2).
@@ -44,6 +49,26 @@ fn depths(text: &str) -> Vec<usize> {
         .collect()
 }
 
+/// The path of every answered variable of a digit-chains text, in the output's order: its own name,
+/// its parent's, … up to its root's.
+fn paths(text: &str) -> Vec<Vec<&str>> {
+    let (clauses, output) = support::clauses(text);
+    let points: HashMap<&str, &str> = clauses.iter().copied().collect();
+    output
+        .split(" , ")
+        .map(|answer| {
+            let mut path = vec![answer.split_whitespace().next().expect("a name")];
+            while let Some(next) = points
+                .get(path[path.len() - 1])
+                .filter(|n| points.contains_key(*n))
+            {
+                path.push(next);
+            }
+            path
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args
@@ -53,7 +78,16 @@ fn main() {
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
     let prefix_lm = flag("prefix");
     let lego = flag("lego");
-    let task = if lego {
+    let chains = flag("chains");
+    let task = if chains {
+        TaskSpec::Chains {
+            k: 5,
+            offsets: args
+                .iter()
+                .find_map(|a| a.strip_prefix("offsets="))
+                .map_or(3, |o| o.parse().expect("offsets=N")),
+        }
+    } else if lego {
         TaskSpec::Lego {
             k: 5,
             graph: skillit::synthetic::LegoGraph::Chain,
@@ -78,7 +112,7 @@ fn main() {
     // (right, −log p, count) per (depth, hops needed) of the answered clause; the recall corpus
     // has no known bits, so its key is (depth, depth).
     let mut tally: BTreeMap<(usize, usize), (usize, f64, usize)> = BTreeMap::new();
-    let first_skill = if lego { 1 } else { 4 };
+    let first_skill = if lego || chains { 1 } else { 4 };
     for skill in first_skill..=task.num_skills() {
         let mut rng = stream_rng(7, Purpose(96), skill as u64);
         let examples: Vec<Example> = (0..n).map(|_| task.example(skill, &mut rng)).collect();
@@ -102,15 +136,23 @@ fn main() {
                 .expect("f32 log-probabilities");
             let vocab = lp.len() / at.len();
             for (b, e) in batch.iter().enumerate() {
-                let depths = depths(&e.text(task.vocab()));
+                let text = e.text(task.vocab());
+                let depths = depths(&text);
+                let paths = chains.then(|| paths(&text));
                 for (j, &depth) in depths.iter().enumerate() {
-                    // On the chain, two variables are as many hops apart as their depths differ.
-                    let needed = match lego {
-                        true => depths[..j]
+                    // On the chain, two variables are as many hops apart as their depths differ;
+                    // in a forest, an ancestor answered earlier is as many hops up as its place
+                    // on the answered variable's path.
+                    let needed = match (&paths, lego) {
+                        (Some(paths), _) => paths[..j]
+                            .iter()
+                            .filter_map(|earlier| paths[j].iter().position(|n| n == &earlier[0]))
+                            .fold(depth - 1, usize::min),
+                        (None, true) => depths[..j]
                             .iter()
                             .map(|&d| d.abs_diff(depth))
                             .fold(depth - 1, usize::min),
-                        false => depth,
+                        (None, false) => depth,
                     };
                     let pos = e.answer_pos + 5 * j + 3;
                     let row = b * (seq - first) + (pos - first);
@@ -127,12 +169,13 @@ fn main() {
             }
         }
     }
-    match lego {
+    let hops_known = lego || chains;
+    match hops_known {
         true => println!("depth | hops needed | answers | accuracy | −log p"),
         false => println!("depth | answers | accuracy | −log p"),
     }
     for ((depth, needed), (right, nll, count)) in &tally {
-        let hops = match lego {
+        let hops = match hops_known {
             true => format!(" | {needed:>11}"),
             false => String::new(),
         };

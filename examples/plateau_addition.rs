@@ -10,7 +10,12 @@ use skillit::synthetic::{stream_rng, Example, Purpose, TaskSpec};
 use skillit::train::{optimizer, train_step};
 
 fn main() {
-    let task = TaskSpec::Addition { k: 3 }.build().unwrap();
+    let task = TaskSpec::Addition {
+        k: 3,
+        shared_vocab: false,
+    }
+    .build()
+    .unwrap();
     let device = select(DeviceKind::Flex).unwrap().device.autodiff();
     let mut init = stream_rng(0, Purpose(99), 0);
     let mut model = ModelConfig {

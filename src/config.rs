@@ -230,7 +230,10 @@ impl Preset {
 /// A preset's task: addition k = 3, recall or LEGO (chain) with `k` clauses.
 fn preset_task(task: &str, k: usize) -> TaskSpec {
     match task {
-        "addition" => TaskSpec::Addition { k: 3 },
+        "addition" => TaskSpec::Addition {
+            k: 3,
+            shared_vocab: false,
+        },
         "recall" => TaskSpec::Recall {
             k,
             queries: 1,

@@ -104,6 +104,7 @@ impl GenerateRequest {
             },
             TaskName::Addition => TaskSpec::Addition {
                 k: self.k.unwrap_or(3),
+                shared_vocab: false,
             },
             TaskName::Recall => TaskSpec::Recall {
                 k: self.k.unwrap_or(5),

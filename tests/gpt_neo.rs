@@ -194,7 +194,10 @@ fn task_examples_become_the_tokenizers_ids_with_the_answer_after_the_prompt() {
             shuffled: false,
             shared_vocab: false,
         },
-        TaskSpec::Addition { k: 3 },
+        TaskSpec::Addition {
+            k: 3,
+            shared_vocab: false,
+        },
     ] {
         let task = spec.build().unwrap();
         let vocab = task.vocab();

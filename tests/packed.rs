@@ -150,7 +150,14 @@ fn a_pack_trains_each_run_as_alone_answer_loss() {
 
 #[test]
 fn a_pack_trains_each_run_as_alone_whole_sequence_loss() {
-    packed_matches_alone(TaskSpec::Addition { k: 3 }, LossKind::Full, 1e-4);
+    packed_matches_alone(
+        TaskSpec::Addition {
+            k: 3,
+            shared_vocab: false,
+        },
+        LossKind::Full,
+        1e-4,
+    );
 }
 
 /// `skillit bench --pack R` measures the pack beside the single run: R runs per packed step.

@@ -777,7 +777,12 @@ fn every_method_runs_on_every_preset_with_the_tasks_own_graph_where_none_is_publ
             [0.0, 0.0, 0.0, 1.0]
         ]
     );
-    let addition = TaskSpec::Addition { k: 2 }.build().unwrap();
+    let addition = TaskSpec::Addition {
+        k: 2,
+        shared_vocab: false,
+    }
+    .build()
+    .unwrap();
     assert_eq!(graph(addition.as_ref()), [[1.0, 0.5], [0.0, 1.0]]);
     // The published graph still wins where there is one (LEGO k = 5: s2 → s1, s3, s4).
     let published = lego(5).build().unwrap();
@@ -1179,7 +1184,7 @@ fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
     })
     .unwrap();
     let grown = RunConfig {
-        task: TaskSpec::Chains { k: 3 },
+        task: TaskSpec::Chains { k: 3, offsets: 3 },
         model: ModelConfig {
             init_vocab: 36,
             ..base.model.clone()
@@ -1205,7 +1210,10 @@ fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
         start.loss,
         end.loss
     );
-    for (init_vocab, task) in [(55, TaskSpec::Chains { k: 3 }), (30, TaskSpec::Chains { k: 3 })] {
+    for (init_vocab, task) in [
+        (55, TaskSpec::Chains { k: 3, offsets: 3 }),
+        (30, TaskSpec::Chains { k: 3, offsets: 3 }),
+    ] {
         let bad = RunConfig {
             task,
             model: ModelConfig {

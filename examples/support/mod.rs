@@ -35,8 +35,9 @@ pub fn load(
     (model, selected.device)
 }
 
-/// The clauses `(name, right-hand word)` of a recall or LEGO text `Input: b = val v , … . Output:
-/// …`, in reading order, and its output.
+/// The clauses `(name, the word it refers to)` of a recall or LEGO text `Input: b = val v , … .
+/// Output: …` (the fourth word) or a digit-chains text `Input: b = q + 5 , …` (the third), in
+/// reading order, and its output.
 #[allow(dead_code)] // not every example reads texts
 pub fn clauses(text: &str) -> (Vec<(&str, &str)>, &str) {
     let (input, output) = text.split_once(" . Output: ").expect("an example");
@@ -45,7 +46,10 @@ pub fn clauses(text: &str) -> (Vec<(&str, &str)>, &str) {
         .split(" , ")
         .map(|c| {
             let w: Vec<&str> = c.split_whitespace().collect();
-            (w[0], w[3])
+            match w.get(3) {
+                Some(&"+") => (w[0], w[2]),
+                _ => (w[0], w[3]),
+            }
         })
         .collect();
     (clauses, output)

@@ -399,7 +399,9 @@ fn grown_rows<const D: usize>(old: Param<Tensor<D>>, fresh: Param<Tensor<D>>) ->
             .find(|&a| short[a] != long[a])
             .expect("the vocabulary axis is longer");
         let device = t.device();
-        let rest = t.detach().narrow(axis, short[axis], long[axis] - short[axis]);
+        let rest = t
+            .detach()
+            .narrow(axis, short[axis], long[axis] - short[axis]);
         // Through the data, so the result is a leaf that can be tracked.
         Tensor::from_data(Tensor::cat(vec![old, rest], axis).into_data(), &device)
             .set_require_grad(leaf)
@@ -849,8 +851,7 @@ mod tests {
         let old_bias = old.head.bias.as_ref().unwrap().val().into_data();
         let fresh_bias = fresh.head.bias.as_ref().unwrap().val().into_data();
         let before = states(&old, &[row(0)], &[SEQ]);
-        let Model::Scratch(grown) =
-            Model::Scratch(fresh).vocab_grown_from(Model::Scratch(old))
+        let Model::Scratch(grown) = Model::Scratch(fresh).vocab_grown_from(Model::Scratch(old))
         else {
             unreachable!()
         };
@@ -862,8 +863,14 @@ mod tests {
         let head = values(&grown.head.weight);
         let n = VOCAB + 6;
         for r in 0..32 {
-            assert_eq!(head[r * n..r * n + VOCAB], old_head[r * VOCAB..(r + 1) * VOCAB]);
-            assert_eq!(head[r * n + VOCAB..(r + 1) * n], fresh_head[r * n + VOCAB..(r + 1) * n]);
+            assert_eq!(
+                head[r * n..r * n + VOCAB],
+                old_head[r * VOCAB..(r + 1) * VOCAB]
+            );
+            assert_eq!(
+                head[r * n + VOCAB..(r + 1) * n],
+                fresh_head[r * n + VOCAB..(r + 1) * n]
+            );
         }
         let bias = grown.head.bias.as_ref().unwrap().val().into_data();
         let (bias, old_bias, fresh_bias) = (

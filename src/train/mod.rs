@@ -429,7 +429,11 @@ fn start_learner(
         } else {
             // Weights of fewer blocks or words: load them into a model of their shape, then grow.
             let shallow = crate::model::ModelConfig {
-                n_layers: if layers > 0 { layers } else { config.model.n_layers },
+                n_layers: if layers > 0 {
+                    layers
+                } else {
+                    config.model.n_layers
+                },
                 init_layers: 0,
                 init_vocab: 0,
                 ..config.model.clone()

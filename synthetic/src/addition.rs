@@ -44,6 +44,8 @@ pub const MAX_K: usize = 18;
 #[derive(Debug, Clone)]
 pub struct Addition {
     k: usize,
+    /// With the shared vocabulary: the shared id of each of addition's own ids.
+    shared: Option<Vec<u32>>,
 }
 
 impl Addition {
@@ -57,7 +59,23 @@ impl Addition {
                 allowed: format!("k must be in 1..={MAX_K}"),
             });
         }
-        Ok(Self { k })
+        Ok(Self { k, shared: None })
+    }
+
+    /// The same examples written in [`crate::SHARED`], the vocabulary of LEGO and addition
+    /// together (the same words, other ids), for a model whose base reads both.
+    pub fn with_shared_vocab(mut self) -> Self {
+        let ids = VOCAB
+            .words()
+            .iter()
+            .map(|w| {
+                crate::SHARED
+                    .id(w)
+                    .expect("the shared vocabulary holds addition's words")
+            })
+            .collect();
+        self.shared = Some(ids);
+        self
     }
 
     /// The number of digits of each operand.
@@ -89,7 +107,10 @@ impl Task for Addition {
     }
 
     fn vocab(&self) -> &Vocab {
-        VOCAB
+        match self.shared {
+            Some(_) => crate::SHARED,
+            None => VOCAB,
+        }
     }
 
     fn seq_len(&self) -> usize {
@@ -127,6 +148,11 @@ impl Task for Addition {
             DIGIT0 + answer as u32,
         ]);
         debug_assert_eq!(tokens.len(), self.seq_len());
+        if let Some(shared) = &self.shared {
+            for t in &mut tokens {
+                *t = shared[*t as usize];
+            }
+        }
         Example::answer_last(skill, tokens)
     }
 
@@ -137,7 +163,12 @@ impl Task for Addition {
     }
 
     fn describe(&self) -> String {
-        format!("addition k={}", self.k)
+        let vocab = if self.shared.is_some() {
+            " vocab=shared"
+        } else {
+            ""
+        };
+        format!("addition k={}{vocab}", self.k)
     }
 
     fn prerequisites(&self) -> Vec<(usize, usize)> {
@@ -161,5 +192,22 @@ mod tests {
             .encode("Input: A = 1 0 6 + 0 7 1 , A 0 = ? Output: 7")
             .unwrap();
         assert_eq!(t.len(), add.seq_len());
+    }
+
+    #[test]
+    fn the_shared_vocabulary_writes_the_same_text() {
+        let (own, shared) = (
+            Addition::new(12).unwrap(),
+            Addition::new(12).unwrap().with_shared_vocab(),
+        );
+        for skill in 1..=12 {
+            let mut a = crate::stream_rng(3, crate::Purpose(1), skill as u64);
+            let mut b = a.clone();
+            for _ in 0..20 {
+                let (x, y) = (own.example(skill, &mut a), shared.example(skill, &mut b));
+                assert_eq!(x.text(own.vocab()), y.text(shared.vocab()));
+                assert_eq!(shared.vocab().name(), "shared");
+            }
+        }
     }
 }

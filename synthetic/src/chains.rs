@@ -1,13 +1,20 @@
 //! Digit chains: a base corpus in the shared vocabulary (docs/defaults.md, "Digit chains"). Every
-//! clause gives a variable a digit: a root adds two digits (`q = 4 + 3`: 7), every other clause
-//! adds a digit to another variable's value, mod 10 (`b = q + 5`: 7 + 5 = 2). The output asks every
-//! variable (`Output: b = val 2 , q = val 7 , …`), the example's skill's variable first and the
-//! others in a uniform order, and the whole output is supervised.
+//! clause gives a variable a digit: a root adds a step to a digit (`q = 4 + 2`: 6), every other
+//! clause adds a step to another variable's value, mod 10 (`b = q + 1`: 6 + 1 = 7). The steps are
+//! uniform in 0..`offsets` (3 by default). The output asks every variable (`Output: b = val 7 ,
+//! q = val 6 , …`), the example's skill's variable first and the others in a uniform order, and
+//! the whole output is supervised.
 //!
 //! ```text
-//! s3: Input: h = b + 9 , q = 4 + 3 , u = 2 + 2 , b = q + 5 , m = q + 0 .
-//!     Output: h = val 1 , m = val 7 , b = val 2 , u = val 4 , q = val 7
+//! s3: Input: h = b + 2 , q = 4 + 2 , u = 7 + 0 , b = q + 1 , m = q + 0 .
+//!     Output: h = val 9 , m = val 6 , b = val 7 , u = val 7 , q = val 6
 //! ```
+//!
+//! Why small steps: with steps uniform over all ten digits, a value is independent of its parent's
+//! (and a root's of either digit), the XOR-hidden signal of LEGO and addition again, and a model
+//! sits at chance on every digit (measured: `offsets = 10`, 700 steps, every depth at −log p =
+//! ln 10). With steps in 0..3 the parent's value alone narrows the answer to three digits, so the
+//! chase is learnable first and the step on top of it, as the recall corpora learned their chases.
 //!
 //! Skill *i* asks first a variable whose chain holds *i* clauses (*i* − 1 hops from its root). The
 //! chain's clauses come first in the generator's placement order; each further clause is a new root
@@ -37,11 +44,17 @@ const PLUS: u32 = 37;
 #[derive(Debug, Clone)]
 pub struct Chains {
     k: usize,
+    /// The steps a clause adds are uniform in 0..offsets.
+    offsets: u32,
 }
 
+/// The default number of distinct steps (0, 1, 2).
+pub const DEFAULT_OFFSETS: u32 = 3;
+
 impl Chains {
-    /// Digit chains over `k` clauses (2..=26: single-letter names).
-    pub fn new(k: usize) -> Result<Self, Error> {
+    /// Digit chains over `k` clauses (2..=26: single-letter names) whose steps are uniform in
+    /// 0..`offsets` (2..=10).
+    pub fn new(k: usize, offsets: u32) -> Result<Self, Error> {
         if !(lego::MIN_K..=lego::MAX_K).contains(&k) {
             return Err(Error::InvalidParameter {
                 task: "chains",
@@ -50,7 +63,15 @@ impl Chains {
                 allowed: format!("k must be in {}..={}", lego::MIN_K, lego::MAX_K),
             });
         }
-        Ok(Self { k })
+        if !(2..=10).contains(&offsets) {
+            return Err(Error::InvalidParameter {
+                task: "chains",
+                field: "offsets",
+                value: offsets.to_string(),
+                allowed: "offsets must be in 2..=10 (the steps are digits 0..offsets)".into(),
+            });
+        }
+        Ok(Self { k, offsets })
     }
 
     /// The index of the output's first token: `Input:`, k clauses of 5 words, k − 1 commas, `.`,
@@ -106,7 +127,7 @@ impl Task for Chains {
         let mut added = vec![0u32; k];
         let mut value = vec![0u32; k];
         for n in 0..k {
-            added[n] = rng.random_range(0..10);
+            added[n] = rng.random_range(0..self.offsets);
             value[n] = match parent[n] {
                 None => {
                     first[n] = rng.random_range(0..10);
@@ -142,16 +163,16 @@ impl Task for Chains {
     }
 
     fn capacity(&self, _skill: usize) -> u128 {
-        // A lower bound: the names P(26, k) in their roles and each clause's added digit, every
-        // tuple a different text (the roots' first digits, the clause order, the other clauses'
-        // parents and the answers' order only add more).
+        // A lower bound: the names P(26, k) in their roles and each clause's step, every tuple a
+        // different text (the roots' first digits, the clause order, the other clauses' parents
+        // and the answers' order only add more).
         (0..self.k).fold(permutations(26, self.k as u128), |acc, _| {
-            acc.saturating_mul(10)
+            acc.saturating_mul(u128::from(self.offsets))
         })
     }
 
     fn describe(&self) -> String {
-        format!("chains k={}", self.k)
+        format!("chains k={} offsets={}", self.k, self.offsets)
     }
 
     fn prerequisites(&self) -> Vec<(usize, usize)> {
@@ -201,7 +222,7 @@ mod tests {
 
     #[test]
     fn every_answer_is_the_sum_along_its_chain_and_the_first_is_at_the_skills_depth() {
-        let task = Chains::new(5).unwrap();
+        let task = Chains::new(5, DEFAULT_OFFSETS).unwrap();
         assert_eq!(task.seq_len(), 56);
         let mut rng = stream_rng(7, crate::Purpose(1), 0);
         let mut roots = 0;
@@ -218,7 +239,11 @@ mod tests {
                 for a in &asked {
                     let w: Vec<&str> = a.split(' ').collect();
                     assert_eq!((w[1], w[2]), ("=", "val"));
-                    assert_eq!(values[w[0]].0, w[3].parse::<u32>().unwrap(), "{prompt} {answer}");
+                    assert_eq!(
+                        values[w[0]].0,
+                        w[3].parse::<u32>().unwrap(),
+                        "{prompt} {answer}"
+                    );
                     names.push(w[0]);
                 }
                 names.sort();
@@ -238,7 +263,7 @@ mod tests {
 
     #[test]
     fn examples_are_deterministic_and_the_text_never_holds_a_lego_operator() {
-        let task = Chains::new(5).unwrap();
+        let task = Chains::new(5, DEFAULT_OFFSETS).unwrap();
         let draw = |seed| {
             let mut rng = stream_rng(seed, crate::Purpose(1), 3);
             (0..50)
@@ -248,7 +273,11 @@ mod tests {
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
         assert!(draw(1).iter().all(|t| !t.contains("not")));
-        assert!(Chains::new(1).is_err());
+        assert!(Chains::new(1, 3).is_err());
+        assert!(Chains::new(5, 11).is_err());
+        assert!(draw(1)
+            .iter()
+            .all(|t| !t.contains("+ 3") && !t.contains("+ 9")));
         assert_eq!(task.prerequisites(), [(1, 2), (2, 3), (3, 4), (4, 5)]);
     }
 }

@@ -265,6 +265,9 @@ pub enum TaskSpec {
     Addition {
         #[serde(default = "default_addition_k")]
         k: usize,
+        /// The [`SHARED`] vocabulary instead of addition's own (the same words, other ids).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared_vocab: bool,
     },
     /// The base corpus: one-hop recall over k clauses in LEGO's vocabulary, `queries` variables
     /// asked per sequence.
@@ -293,6 +296,9 @@ pub enum TaskSpec {
     Chains {
         #[serde(default = "default_lego_k")]
         k: usize,
+        /// The steps a clause adds are uniform in 0..offsets (2..=10).
+        #[serde(default = "default_offsets")]
+        offsets: u32,
     },
     /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
     /// file that names it when that file is read.
@@ -313,6 +319,10 @@ fn is_one(v: &usize) -> bool {
 
 fn is_any(order: &ChainOrder) -> bool {
     *order == ChainOrder::Any
+}
+
+fn default_offsets() -> u32 {
+    chains::DEFAULT_OFFSETS
 }
 
 fn default_addition_k() -> usize {
@@ -357,15 +367,26 @@ impl TaskSpec {
             } => {
                 let lego = Lego::new(k, graph)?;
                 let lego = if dense { lego.with_dense() } else { lego };
-                let lego = if shuffled { lego.with_shuffled()? } else { lego };
+                let lego = if shuffled {
+                    lego.with_shuffled()?
+                } else {
+                    lego
+                };
                 Box::new(if shared_vocab {
                     lego.with_shared_vocab()
                 } else {
                     lego
                 })
             }
-            TaskSpec::Chains { k } => Box::new(Chains::new(k)?),
-            TaskSpec::Addition { k } => Box::new(Addition::new(k)?),
+            TaskSpec::Chains { k, offsets } => Box::new(Chains::new(k, offsets)?),
+            TaskSpec::Addition { k, shared_vocab } => {
+                let addition = Addition::new(k)?;
+                Box::new(if shared_vocab {
+                    addition.with_shared_vocab()
+                } else {
+                    addition
+                })
+            }
             TaskSpec::Recall {
                 k,
                 queries,
