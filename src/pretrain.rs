@@ -116,7 +116,8 @@ impl Recipe {
             ));
         }
         let mut stages = Vec::new();
-        let mut vocab = None;
+        // The vocabulary of the stages so far: its name and words.
+        let mut vocab: Option<(&'static str, Vec<String>)> = None;
         for (i, stage) in file.stages.into_iter().enumerate() {
             let field = |f: &str| format!("stages[{}].{f}", i + 1);
             if !(stage.converged_loss.is_finite() && stage.converged_loss > 0.0) {
@@ -131,10 +132,15 @@ impl Recipe {
                 &origin,
                 &field("training"),
             )?;
-            let config = RunConfig {
+            let mut config = RunConfig {
                 setting: "pretrain".into(),
                 task: stage.task,
-                model: model.clone(),
+                // Only the first stage reads init weights of another vocabulary (the recipe's
+                // `model.init_vocab`); a later one grows from the stage before, below.
+                model: ModelConfig {
+                    init_vocab: if i == 0 { model.init_vocab } else { 0 },
+                    ..model.clone()
+                },
                 training,
                 method: stage.method,
                 seed: file.seed,
@@ -146,18 +152,29 @@ impl Recipe {
                 init: if i == 0 { file.init.clone() } else { None },
             };
             config.validate(&format!("{origin}: stages[{}]", i + 1))?;
-            let task_vocab = config.task.build()?.vocab().name();
-            if *vocab.get_or_insert(task_vocab) != task_vocab {
-                return Err(bad(
-                    field("task"),
-                    format!(
-                        "uses the {task_vocab} vocabulary; the stages before use the {}",
-                        vocab.unwrap_or_default()
-                    ),
-                ));
+            let task = config.task.build()?;
+            let words: Vec<String> = task.vocab().words().into_iter().map(String::from).collect();
+            if let Some((name, before)) = &vocab {
+                // A stage may extend the vocabulary of the stages before (LEGO's within the
+                // shared one): the model grows its embedding and head there (`init_vocab`).
+                let extends = words.len() > before.len() && words[..before.len()] == before[..];
+                if extends {
+                    config.model.init_vocab = before.len();
+                } else if words != *before {
+                    return Err(bad(
+                        field("task"),
+                        format!(
+                            "uses the {} vocabulary, which neither is nor extends the {name} \
+                             vocabulary of the stages before",
+                            task.vocab().name()
+                        ),
+                    ));
+                }
             }
+            vocab = Some((task.vocab().name(), words));
             stages.push((config, stage.converged_loss));
         }
+        let vocab = vocab.map(|(name, _)| name);
         for (i, task) in file.serves.iter().enumerate() {
             let served = task.build()?.vocab().name();
             if Some(served) != vocab {
@@ -174,7 +191,11 @@ impl Recipe {
         Ok(Self {
             name: file.name,
             seed: file.seed,
-            model,
+            // The base's model: the last stage's vocabulary, grown from nothing.
+            model: ModelConfig {
+                init_vocab: 0,
+                ..model
+            },
             stages,
             serves: file.serves,
             source: std::fs::read_to_string(path).unwrap_or_default(),
@@ -270,11 +291,11 @@ pub fn build(
         .iter()
         .map(|task| step_zero(&recipe.model, task, &weights, selected))
         .collect::<Result<Vec<_>>>()?;
-    let first_task = recipe.stages[0].0.task.build()?;
+    let last_task = recipe.stages[recipe.stages.len() - 1].0.task.build()?;
     let manifest = BaseManifest {
         name: recipe.name.clone(),
         model: recipe.model.clone(),
-        vocab: first_task.vocab().name().to_string(),
+        vocab: last_task.vocab().name().to_string(),
         sha256,
         bytes: size,
         recipe: recipe.source.clone(),

@@ -214,6 +214,55 @@ fn a_base_is_built_stage_by_stage_and_runs_start_from_it() {
 }
 
 #[test]
+fn a_recipe_grows_into_the_shared_vocabulary_and_its_base_serves_lego_and_addition() {
+    // Recall (LEGO's 36 words), then digit chains (the shared vocabulary's 55, which extend
+    // them): the model grows its embedding and head at the second stage, and the base reads the
+    // shared vocabulary, serving LEGO and addition written in it. A stage whose vocabulary does
+    // not extend the stages' before is one clear line.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = |second: &str, serves: &str| {
+        format!(
+            "name = \"shared\"\n[model]\nd_model = 32\nn_layers = 1\nn_heads = 2\nd_ff = 64\n\
+             context = 40\n[[stages]]\ntask = {{ name = \"recall\", k = 3 }}\nconverged_loss = \
+             10.0\ntraining = {{ steps = 10, warmup = 2, eval_every = 10, val_per_skill = 20 }}\n\
+             [[stages]]\ntask = {second}\nconverged_loss = 10.0\ntraining = {{ steps = 10, \
+             warmup = 2, eval_every = 10, val_per_skill = 20, loss = \"answer\" }}\n{serves}"
+        )
+    };
+    let serves = "[[serves]]\nname = \"lego\"\nk = 3\nshared_vocab = true\n\
+                  [[serves]]\nname = \"addition\"\nk = 2\nshared_vocab = true\n";
+    let path = tmp.path().join("shared.toml");
+    std::fs::write(&path, text("{ name = \"chains\", k = 3 }", serves)).unwrap();
+    let recipe = Recipe::read(&path).unwrap();
+    assert_eq!(recipe.stages[0].0.model.init_vocab, 0);
+    assert_eq!(recipe.stages[1].0.model.init_vocab, 36);
+    assert_eq!(recipe.model.init_vocab, 0);
+    let out = tmp.path().join("base");
+    let (manifest, _) = build_recorded(&recipe, &out);
+    assert_eq!(manifest.vocab, "shared");
+    assert_eq!(manifest.step_zero.len(), 2);
+    assert!(manifest.step_zero[1].task.contains("vocab=shared"));
+    for (second, serves, says) in [
+        // The shared vocabulary, then addition's own: not an extension.
+        (
+            "{ name = \"addition\", k = 2 }",
+            "",
+            "neither is nor extends",
+        ),
+        // LEGO's own vocabulary served by a shared base.
+        (
+            "{ name = \"chains\", k = 3 }",
+            "[[serves]]\nname = \"lego\"\nk = 3\n",
+            "the base reads the shared",
+        ),
+    ] {
+        std::fs::write(&path, text(second, serves)).unwrap();
+        let err = Recipe::read(&path).unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+}
+
+#[test]
 fn a_stage_that_did_not_converge_stops_the_build() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("base");
