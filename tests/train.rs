@@ -1169,7 +1169,7 @@ fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
     // A LEGO run's 36-word model grown to the shared vocabulary's 55 (`init_vocab = 36`) and
     // trained on digit chains, whose answers are digits LEGO lacks: the run starts from the LEGO
     // weights and the chains' loss falls (the new words' rows learn). An init_vocab that is not
-    // the init weights' (their run folder's vocab.txt) or not below the task's is one clear line.
+    // the init weights' (their run folder's manifest) or not below the task's is one clear line.
     let flex = select(DeviceKind::Flex).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let base = RunConfig {

@@ -784,8 +784,8 @@ mod tests {
     const VOCAB: usize = 20;
     const SEQ: usize = 12;
 
-    fn model(prefix_lm: bool) -> Transformer {
-        let config = ModelConfig {
+    fn config(prefix_lm: bool) -> ModelConfig {
+        ModelConfig {
             d_model: 32,
             n_layers: 2,
             n_heads: 2,
@@ -794,7 +794,11 @@ mod tests {
             conv_kernel: 4,
             prefix_lm,
             ..ModelConfig::default()
-        };
+        }
+    }
+
+    fn model(prefix_lm: bool) -> Transformer {
+        let config = config(prefix_lm);
         let device = crate::device::select(crate::device::DeviceKind::Flex)
             .unwrap()
             .device
@@ -833,18 +837,9 @@ mod tests {
         // head's columns and bias entries) are the old model's, the other 6 the fresh model's,
         // and on old words the grown model's hidden states are the old model's.
         let old = model(false);
-        let config = ModelConfig {
-            d_model: 32,
-            n_layers: 2,
-            n_heads: 2,
-            d_ff: 64,
-            context: 16,
-            conv_kernel: 4,
-            ..ModelConfig::default()
-        };
         let device = old.head.weight.val().device();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let fresh = config.init_transformer(VOCAB + 6, &mut rng, &device);
+        let fresh = config(false).init_transformer(VOCAB + 6, &mut rng, &device);
         let values = |p: &Param<Tensor<2>>| p.val().into_data().try_to_vec::<f32>().unwrap();
         let (old_token, fresh_token) = (values(&old.token.weight), values(&fresh.token.weight));
         let (old_head, fresh_head) = (values(&old.head.weight), values(&fresh.head.weight));
