@@ -71,9 +71,10 @@ fn paths(text: &str) -> Vec<Vec<&str>> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let weights = args
-        .get(1)
-        .expect("usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]]");
+    let weights = args.get(1).expect(
+        "usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]] \
+         [chains [offsets=N]]",
+    );
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
     let prefix_lm = flag("prefix");

@@ -440,11 +440,14 @@ impl RunConfig {
         })?;
         // A folder must be a base whose weights match its manifest, read by this run's task
         // (a file may be a stage's weights that a sweep has yet to train).
-        if let Some(path) = &self.init {
-            if let Some(base) = crate::model::base::open_init(path)? {
-                if self.model.init_vocab == 0 {
-                    base.check_vocab(task.name(), task.vocab().name())?;
-                }
+        // Opened once: a base's weights are hashed against its manifest.
+        let base = match &self.init {
+            Some(path) => crate::model::base::open_init(path)?,
+            None => None,
+        };
+        if let Some(base) = &base {
+            if self.model.init_vocab == 0 {
+                base.check_vocab(task.name(), task.vocab().name())?;
             }
         }
         self.model.validate(origin)?;
@@ -463,7 +466,7 @@ impl RunConfig {
             );
         }
         if self.model.init_vocab > 0 {
-            self.check_init_vocab(task.vocab(), origin)?;
+            self.check_init_vocab(task.vocab(), base.as_ref(), origin)?;
         }
         // A pretrained model's context comes from its config.json; its tokenizer's lengths are
         // checked against it when the examples are encoded.
@@ -494,9 +497,14 @@ impl RunConfig {
     }
 
     /// `model.init_vocab` against the task's vocabulary and, where they can be read, the init
-    /// weights' words (a base's named vocabulary, or those of the run folder that holds a
-    /// `model.bpk`): they must be the first `init_vocab` words of the task's.
-    fn check_init_vocab(&self, vocab: &skillit_synthetic::Vocab, origin: &str) -> Result<()> {
+    /// weights' words (`base`'s named vocabulary when `init` is a base, else those of the run
+    /// folder that holds the `model.bpk`): they must be the first `init_vocab` words of the task's.
+    fn check_init_vocab(
+        &self,
+        vocab: &skillit_synthetic::Vocab,
+        base: Option<&crate::model::base::Base>,
+        origin: &str,
+    ) -> Result<()> {
         let n = self.model.init_vocab;
         let bad = |message: String| {
             Err(Error::Invalid {
@@ -505,9 +513,9 @@ impl RunConfig {
                 message,
             })
         };
-        if self.init.is_none() {
+        let Some(path) = self.init.as_deref() else {
             return bad("grows the vocabulary of init weights: give `init`".into());
-        }
+        };
         if n >= vocab.len() {
             return bad(format!(
                 "{n} must be fewer than the {} words of the task's {} vocabulary",
@@ -515,8 +523,7 @@ impl RunConfig {
                 vocab.name()
             ));
         }
-        let path = self.init.as_deref().expect("checked above");
-        let words: Option<Vec<String>> = match crate::model::base::open_init(path)? {
+        let words: Option<Vec<String>> = match base {
             Some(base) => skillit_synthetic::vocab_named(&base.manifest.vocab)
                 .map(|v| v.words().into_iter().map(String::from).collect()),
             None => path.parent().and_then(recorded_words),

@@ -25,7 +25,7 @@
 //! What it brings to a base: the composition LEGO's deeper skills need, an operator applied at
 //! every hop of a chase, densely supervised (every variable's value in every sequence; the tenth
 //! session measured that LEGO's single query is learned once every depth is supervised). It is not
-//! LEGO: the values are digits, every hop adds one of ten offsets, and neither `not` nor a LEGO
+//! LEGO: the values are digits, every hop adds one of `offsets` steps, and neither `not` nor a LEGO
 //! value ever appears; what the base answers on LEGO at step 0 is measured and recorded (the
 //! issue asks ≤ 0.6 on s2..s5). Nor is it the addition task: one-digit sums mod 10, with no
 //! operands of several digits, no carry and no digit position asked.
