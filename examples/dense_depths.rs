@@ -17,9 +17,10 @@
 //! With `chains`, the examples are digit chains k = 5 (`chains k=5`: every variable asked, the
 //! skill's first) and each answered digit is scored by its depth and by the hops it needs from the
 //! nearest value already known: its root's literal sum (depth − 1 hops) or an ancestor answered
-//! earlier in the output (a descendant would do too, by subtraction; not counted).
+//! earlier in the output (a descendant would do too, by subtraction; not counted). With
+//! `lego_syntax`, the chains' clauses are in LEGO's shape (`b = 1 q`).
 //!
-//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]] [chains [offsets=N]]` (the 8-layer,
+//! `cargo run --example dense_depths -- MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]] [chains [offsets=N] [lego_syntax]]` (the 8-layer,
 //! d_model 128, conv-4 model of `results/base_search/configs/`; N examples per skill; `prefix` for a
 //! prefix LM; `parity` for the corpus whose chases answer the parity of the distance to the chain's
 //! end, where depth d's answer is (d − 1) mod 2).
@@ -73,7 +74,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let weights = args.get(1).expect(
         "usage: dense_depths MODEL.bpk [N] [prefix] [parity] [lego [shuffled] [shared]] \
-         [chains [offsets=N]]",
+         [chains [offsets=N] [lego_syntax]]",
     );
     let n: usize = args.get(2).map_or(500, |s| s.parse().expect("N"));
     let flag = |name: &str| args.iter().skip(3).any(|s| s == name);
@@ -87,6 +88,7 @@ fn main() {
                 .iter()
                 .find_map(|a| a.strip_prefix("offsets="))
                 .map_or(3, |o| o.parse().expect("offsets=N")),
+            lego_syntax: flag("lego_syntax"),
         }
     } else if lego {
         TaskSpec::Lego {

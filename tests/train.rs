@@ -1184,7 +1184,11 @@ fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
     })
     .unwrap();
     let grown = RunConfig {
-        task: TaskSpec::Chains { k: 3, offsets: 3 },
+        task: TaskSpec::Chains {
+            k: 3,
+            offsets: 3,
+            lego_syntax: false,
+        },
         model: ModelConfig {
             init_vocab: 36,
             ..base.model.clone()
@@ -1211,8 +1215,22 @@ fn a_model_grown_to_the_shared_vocabulary_learns_its_new_words() {
         end.loss
     );
     for (init_vocab, task) in [
-        (55, TaskSpec::Chains { k: 3, offsets: 3 }),
-        (30, TaskSpec::Chains { k: 3, offsets: 3 }),
+        (
+            55,
+            TaskSpec::Chains {
+                k: 3,
+                offsets: 3,
+                lego_syntax: false,
+            },
+        ),
+        (
+            30,
+            TaskSpec::Chains {
+                k: 3,
+                offsets: 3,
+                lego_syntax: false,
+            },
+        ),
     ] {
         let bad = RunConfig {
             task,

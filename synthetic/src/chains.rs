@@ -16,6 +16,12 @@
 //! ln 10). With steps in 0..3 the parent's value alone narrows the answer to three digits, so the
 //! chase is learnable first and the step on top of it, as the recall corpora learned their chases.
 //!
+//! With `lego_syntax = true` every clause has LEGO's shape, `name = step operand`, the step a digit
+//! word in the slot where LEGO writes `val` or `not` (`b = 1 q`, a root `q = 2 4`; 51 words at
+//! k = 5, as LEGO with every variable asked): the parent's name stands where LEGO's does, so a
+//! chase learned here reads the places LEGO's reads (docs/defaults.md, "Digit chains in LEGO's
+//! clause shape").
+//!
 //! Skill *i* asks first a variable whose chain holds *i* clauses (*i* − 1 hops from its root). The
 //! chain's clauses come first in the generator's placement order; each further clause is a new root
 //! or adds to a uniform choice among the clauses placed before it (the chain's included), so the
@@ -46,6 +52,8 @@ pub struct Chains {
     k: usize,
     /// The steps a clause adds are uniform in 0..offsets.
     offsets: u32,
+    /// Clauses in LEGO's shape, the step in the operator's slot (`b = 1 q`), not `b = q + 1`.
+    lego_syntax: bool,
 }
 
 /// The default number of distinct steps (0, 1, 2).
@@ -71,13 +79,36 @@ impl Chains {
                 allowed: "offsets must be in 2..=10 (the steps are digits 0..offsets)".into(),
             });
         }
-        Ok(Self { k, offsets })
+        Ok(Self {
+            k,
+            offsets,
+            lego_syntax: false,
+        })
     }
 
-    /// The index of the output's first token: `Input:`, k clauses of 5 words, k − 1 commas, `.`,
-    /// `Output:`.
+    /// The same chains with every clause in LEGO's shape, `name = step operand` (`b = 1 q`: q's
+    /// value plus 1; a root `q = 2 4`: 4 + 2), the step a digit word where LEGO writes `val` or
+    /// `not`. The parent's name then stands where LEGO's does (a clause's fourth word), so the
+    /// chase a model learns here reads the same places as LEGO's; the values stay digits mod 10.
+    pub fn with_lego_syntax(self) -> Self {
+        Self {
+            lego_syntax: true,
+            ..self
+        }
+    }
+
+    /// The words of one clause.
+    fn clause_words(&self) -> usize {
+        if self.lego_syntax {
+            4
+        } else {
+            5
+        }
+    }
+
+    /// The index of the output's first token: `Input:`, k clauses, k − 1 commas, `.`, `Output:`.
     fn answer_pos(&self) -> usize {
-        6 * self.k + 2
+        (self.clause_words() + 1) * self.k + 2
     }
 }
 
@@ -145,7 +176,12 @@ impl Task for Chains {
                 tokens.push(COMMA);
             }
             let from = parent[n].map_or(shared_digit(first[n]), name);
-            tokens.extend([name(n), EQ, from, PLUS, shared_digit(added[n])]);
+            let step = shared_digit(added[n]);
+            if self.lego_syntax {
+                tokens.extend([name(n), EQ, step, from]);
+            } else {
+                tokens.extend([name(n), EQ, from, PLUS, step]);
+            }
         }
         tokens.extend([DOT, OUTPUT]);
         // The asked chain's last clause first, the others in a uniform order.
@@ -172,7 +208,8 @@ impl Task for Chains {
     }
 
     fn describe(&self) -> String {
-        format!("chains k={} offsets={}", self.k, self.offsets)
+        let syntax = if self.lego_syntax { " lego_syntax" } else { "" };
+        format!("chains k={} offsets={}{syntax}", self.k, self.offsets)
     }
 
     fn prerequisites(&self) -> Vec<(usize, usize)> {
@@ -187,8 +224,9 @@ mod tests {
     use crate::stream_rng;
     use std::collections::HashMap;
 
-    /// The clauses of a prompt, each as its 5 words.
-    fn clauses(prompt: &str) -> Vec<Vec<&str>> {
+    /// The clauses of a prompt, each as (name, operand, step), read from either syntax: `b = q +
+    /// 1` or `b = 1 q`.
+    fn clauses(prompt: &str) -> Vec<(String, String, u32)> {
         let body = prompt
             .strip_prefix("Input: ")
             .and_then(|s| s.strip_suffix(" . Output:"))
@@ -196,18 +234,25 @@ mod tests {
         body.split(" , ")
             .map(|c| {
                 let w: Vec<&str> = c.split(' ').collect();
-                assert_eq!((w.len(), w[1], w[3]), (5, "=", "+"), "{c}");
-                w
+                assert_eq!(w[1], "=", "{c}");
+                match w.len() {
+                    5 => {
+                        assert_eq!(w[3], "+", "{c}");
+                        (w[0].into(), w[2].into(), w[4].parse().unwrap())
+                    }
+                    4 => (w[0].into(), w[3].into(), w[2].parse().unwrap()),
+                    _ => panic!("a clause of 4 or 5 words: {c}"),
+                }
             })
             .collect()
     }
 
-    /// Every variable's value and depth, read back from the text alone: `name = A + d` with A a
-    /// digit or a name, evaluated by following names to a root, mod 10.
+    /// Every variable's value and depth, read back from the text alone: `name = A + d` (or `name =
+    /// d A`) with A a digit or a name, evaluated by following names to a root, mod 10.
     fn values(prompt: &str) -> HashMap<String, (u32, usize)> {
         let clauses: HashMap<String, (String, u32)> = clauses(prompt)
             .into_iter()
-            .map(|w| (w[0].into(), (w[2].into(), w[4].parse().unwrap())))
+            .map(|(name, from, step)| (name, (from, step)))
             .collect();
         let eval = |name: &String| {
             let (mut v, mut sum, mut depth) = (name, 0, 0);
@@ -220,10 +265,9 @@ mod tests {
         clauses.keys().map(|n| (n.clone(), eval(n))).collect()
     }
 
-    #[test]
-    fn every_answer_is_the_sum_along_its_chain_and_the_first_is_at_the_skills_depth() {
-        let task = Chains::new(5, DEFAULT_OFFSETS).unwrap();
-        assert_eq!(task.seq_len(), 56);
+    /// Checks 200 examples of every skill: each answer is the sum along its chain, read back from
+    /// the text; every variable is asked once, the skill's first; forests, not only chains.
+    fn check_answers(task: &Chains) {
         let mut rng = stream_rng(7, crate::Purpose(1), 0);
         let mut roots = 0;
         for skill in 1..=5 {
@@ -253,12 +297,45 @@ mod tests {
                 assert_eq!(values[first].1, skill, "{prompt}");
                 roots += clauses(&prompt)
                     .iter()
-                    .filter(|w| w[2].parse::<u32>().is_ok())
+                    .filter(|(_, from, _)| from.parse::<u32>().is_ok())
                     .count();
             }
         }
         // Forests, not only chains: more than one root on average.
         assert!(roots > 1000 * 6 / 5, "{roots} roots in 1,000 examples");
+    }
+
+    #[test]
+    fn every_answer_is_the_sum_along_its_chain_and_the_first_is_at_the_skills_depth() {
+        let task = Chains::new(5, DEFAULT_OFFSETS).unwrap();
+        assert_eq!(task.seq_len(), 56);
+        check_answers(&task);
+    }
+
+    #[test]
+    fn in_legos_syntax_the_parent_stands_where_legos_does_and_the_answers_are_the_same_sums() {
+        let task = Chains::new(5, DEFAULT_OFFSETS).unwrap().with_lego_syntax();
+        // LEGO k = 5 with every variable asked has 51 words too: 4-word clauses.
+        assert_eq!(task.seq_len(), 51);
+        check_answers(&task);
+        // The same draws as the default syntax, only the clauses written otherwise: `b = q + 1`
+        // becomes `b = 1 q`.
+        let plain = Chains::new(5, DEFAULT_OFFSETS).unwrap();
+        let mut rng = (
+            stream_rng(3, crate::Purpose(1), 2),
+            stream_rng(3, crate::Purpose(1), 2),
+        );
+        for skill in 1..=5 {
+            let (e, p) = (
+                task.example(skill, &mut rng.0),
+                plain.example(skill, &mut rng.1),
+            );
+            assert_eq!(e.answer(SHARED), p.answer(SHARED));
+            let rewritten: Vec<(String, String, u32)> = clauses(&p.prompt(SHARED));
+            assert_eq!(clauses(&e.prompt(SHARED)), rewritten);
+            assert!(!e.text(SHARED).contains('+'));
+        }
+        assert_eq!(task.describe(), "chains k=5 offsets=3 lego_syntax");
     }
 
     #[test]

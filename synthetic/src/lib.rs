@@ -299,6 +299,9 @@ pub enum TaskSpec {
         /// The steps a clause adds are uniform in 0..offsets (2..=10).
         #[serde(default = "default_offsets")]
         offsets: u32,
+        /// Clauses in LEGO's shape, the step in the operator's slot (`b = 1 q`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        lego_syntax: bool,
     },
     /// Skill-labelled rows from a JSONL file ([`Jsonl`]); a relative path is resolved against the
     /// file that names it when that file is read.
@@ -378,7 +381,18 @@ impl TaskSpec {
                     lego
                 })
             }
-            TaskSpec::Chains { k, offsets } => Box::new(Chains::new(k, offsets)?),
+            TaskSpec::Chains {
+                k,
+                offsets,
+                lego_syntax,
+            } => {
+                let chains = Chains::new(k, offsets)?;
+                Box::new(if lego_syntax {
+                    chains.with_lego_syntax()
+                } else {
+                    chains
+                })
+            }
             TaskSpec::Addition { k, shared_vocab } => {
                 let addition = Addition::new(k)?;
                 Box::new(if shared_vocab {
