@@ -60,11 +60,19 @@ fn build_recorded(
 
 /// The base's recorded step-0 evaluation on LEGO k is what its weights give now.
 fn assert_step_zero_reproduces(base: &Base, k: usize) {
-    let zero = &base.manifest.step_zero[0];
+    assert_served_step_zero_reproduces(base, 0, &lego(k));
+}
+
+/// The step-0 accuracy the base's manifest records for its `i`-th served task is what its weights
+/// give on `task`.
+fn assert_served_step_zero_reproduces(base: &Base, i: usize, task: &TaskSpec) {
+    let zero = &base.manifest.step_zero[i];
+    let task = task.build().unwrap();
+    assert_eq!(zero.task, task.describe());
     let selected = select(DeviceKind::Flex).unwrap();
     let again = evaluate_weights(
         &base.manifest.model,
-        lego(k).build().unwrap().as_ref(),
+        task.as_ref(),
         &base.weights(),
         &selected,
     )
@@ -285,22 +293,26 @@ fn a_stage_that_did_not_converge_stops_the_build() {
 
 #[test]
 fn the_committed_bases_are_the_ones_their_manifests_describe() {
-    for name in ["recall8", "recall8p"] {
-        committed_base(name);
+    for (name, vocab) in [
+        ("recall8", "lego"),
+        ("recall8p", "lego"),
+        ("chains8p", "shared"),
+    ] {
+        committed_base(name, vocab);
     }
 }
 
 /// bases/NAME: its weights match the fingerprint, every stage converged, and the step-0 accuracy
-/// recorded on LEGO is what the weights give. A base knows lookup, not the chain: s2..s5 are near
-/// chance or below at step 0 (≤ 0.6, issue 23).
-fn committed_base(name: &str) {
+/// recorded on every task it serves (LEGO first) is what the weights give. A base knows lookup,
+/// not the chain: LEGO's s2..s5 are near chance or below at step 0 (≤ 0.6, issue 23).
+fn committed_base(name: &str, vocab: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("bases")
         .join(name);
     let base = Base::open(&dir).unwrap();
     let m = &base.manifest;
     assert_eq!(m.name, name);
-    assert_eq!(m.vocab, "lego");
+    assert_eq!(m.vocab, vocab);
     assert_eq!((m.model.n_layers, m.model.conv_kernel), (8, 4));
     let recipe = Recipe::read(&dir.join("recipe.toml")).unwrap();
     assert_eq!(
@@ -319,12 +331,11 @@ fn committed_base(name: &str) {
             "{stage:?}"
         );
     }
-    let zero = &m.step_zero[0];
-    assert_eq!(zero.task, "lego k=5 graph=chain");
-    assert_step_zero_reproduces(&base, 5);
-    assert!(
-        zero.accuracy[1..].iter().all(|&a| a <= 0.6),
-        "{:?}",
-        zero.accuracy
-    );
+    assert!(matches!(recipe.serves[0], TaskSpec::Lego { k: 5, .. }));
+    assert_eq!(m.step_zero.len(), recipe.serves.len());
+    for (i, task) in recipe.serves.iter().enumerate() {
+        assert_served_step_zero_reproduces(&base, i, task);
+    }
+    let lego = &m.step_zero[0].accuracy;
+    assert!(lego[1..].iter().all(|&a| a <= 0.6), "{lego:?}");
 }
