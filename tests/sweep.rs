@@ -387,6 +387,7 @@ fn the_shipped_sweeps_are_valid_plans() {
     // Every sweep in sweeps/ expands and validates (dry run): the paper's experiments.
     for (file, runs) in [
         ("sweeps/smoke.toml", 8),
+        ("sweeps/smoke_scratch.toml", 8),
         ("sweeps/lego_pretrain.toml", 35),
         ("sweeps/addition_pretrain.toml", 35),
         ("sweeps/lego_finetune.toml", 15),
@@ -397,6 +398,8 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/addition_base.toml", 12),
         // From the committed base: 2 methods × 3 seeds.
         ("sweeps/base_lego.toml", 6),
+        // From bases/chains8p: 3 methods × 3 seeds.
+        ("sweeps/base_lego_chains.toml", 9),
     ] {
         let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
@@ -413,6 +416,14 @@ fn the_shipped_sweeps_are_valid_plans() {
         let config = &run.config;
         assert_eq!(config.init.as_deref(), Some(Path::new("bases/recall8")));
         assert_eq!((config.model.n_layers, config.model.conv_kernel), (8, 4));
+    }
+    // The main job starts from the base LEGO's chain is learned from, a prefix LM.
+    let plan = skillit::sweep::plan(Path::new("sweeps/smoke.toml"), Path::new("unused")).unwrap();
+    for run in &plan.runs {
+        let config = &run.config;
+        assert_eq!(config.init.as_deref(), Some(Path::new("bases/chains8p")));
+        assert!(config.model.prefix_lm);
+        assert_eq!(config.model.n_layers, 8);
     }
 }
 
