@@ -834,16 +834,13 @@ pub fn execute(
 }
 
 /// What runs must share to be trained as one pack, or `None` for a run that trains alone: a
-/// causal scratch model (no prefix LM) without dropout, of one shape; one task; the settings of
+/// scratch model without dropout, of one shape (a prefix LM or not); one task; the settings of
 /// every optimizer step (step budget, schedule, batch, loss, clipping, decay); a method without a
 /// reference run (DoReMi weighs its steps by one); answers of one token (a JSONL task under the
 /// answer loss may have longer ones).
 pub fn pack_key(run: &PlannedRun) -> Option<String> {
     let c = &run.config;
-    if c.model.kind != crate::model::ModelKind::Scratch
-        || c.model.dropout > 0.0
-        || c.model.prefix_lm
-    {
+    if c.model.kind != crate::model::ModelKind::Scratch || c.model.dropout > 0.0 {
         return None;
     }
     if matches!(c.task, skillit_synthetic::TaskSpec::Jsonl { .. })

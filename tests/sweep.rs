@@ -671,3 +671,49 @@ fn a_packed_sweep_records_what_the_unpacked_one_does() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pack"));
 }
+
+#[test]
+fn runs_from_a_prefix_lm_base_pack_and_record_what_they_do_alone() {
+    // The committed base is a prefix LM: its runs share a pack (issue 25's sweeps start from it),
+    // each run loading the base's weights before it joins; two seeds packed record the losses
+    // and accuracies they record alone (a few steps: the packed backward's rounding has not
+    // grown, docs/performance.md).
+    let dir = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("bases/chains8p");
+    let text = format!(
+        "name = \"from_base\"\npreset = \"paper\"\ninit = \"{}\"\nseeds = [0, 1]\n\
+         [task]\nname = \"lego\"\nk = 5\nshared_vocab = true\n\
+         [training]\nsteps = 6\nwarmup = 2\nsteps_per_round = 3\neval_every = 3\nval_per_skill = 10\n\
+         loss = \"answer\"\n[[methods]]\nname = \"stratified\"\n",
+        base.display()
+    );
+    let file = write(dir.path(), "from_base.toml", &text);
+    let alone = sweep_ok(&file, &dir.path().join("alone"));
+    let out = dir.path().join("packed").display().to_string();
+    let o = skillit(&["sweep", &file, "--out", &out, "--pack", "2", "--jobs", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let packed = skillit::results::read_metrics(Path::new(&out)).unwrap();
+    // 2 runs × 3 evaluations (steps 0, 3, 6) × 5 skills.
+    assert_eq!((alone.len(), packed.len()), (30, 30));
+    for (a, p) in alone.iter().zip(&packed) {
+        assert_eq!((&a.run_id, a.step, a.skill), (&p.run_id, p.step, p.skill));
+        assert_eq!(a.accuracy, p.accuracy, "{} step {}", a.run_id, a.step);
+        assert!(
+            (a.loss - p.loss).abs() < 1e-4,
+            "{} step {}",
+            a.run_id,
+            a.step
+        );
+    }
+    let manifest = json(&Path::new(&out).join("runs/stratified-s0/manifest.json"));
+    assert_eq!(manifest["packed_steps"], 6);
+    // The runs did move from the base: step 6's losses differ from step 0's.
+    let at = |step: u64| -> Vec<f64> {
+        packed
+            .iter()
+            .filter(|r| r.run_id == "stratified-s0" && r.step == step)
+            .map(|r| r.loss)
+            .collect()
+    };
+    assert!(at(0).iter().zip(at(6)).any(|(a, b)| (a - b).abs() > 1e-3));
+}

@@ -583,12 +583,6 @@ impl Visibility {
     }
 }
 
-/// Scaled dot-product attention `[batch, heads, seq, head_dim]`, each position attending to
-/// itself and the positions before it.
-fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    Visibility::Causal.attend(q, k, v)
-}
-
 /// The causal transformer.
 #[derive(Module, Debug)]
 pub struct Transformer {

@@ -187,8 +187,8 @@ impl PackedBlock {
     }
 
     /// `[R, B·S, d]` → the same, as [`Block::forward`] on each run (no dropout: packs are
-    /// built only from models without it).
-    fn forward(&self, x: Tensor<3>, batch: usize, seq: usize) -> Tensor<3> {
+    /// built only from models without it); `visible` over the `R·B` rows.
+    fn forward(&self, x: Tensor<3>, batch: usize, seq: usize, visible: &Visibility) -> Tensor<3> {
         let x = match &self.conv {
             Some(conv) => x.clone() + conv.forward(x, batch, seq),
             None => x,
@@ -202,7 +202,7 @@ impl PackedBlock {
                 .reshape([runs * batch, seq, self.n_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let context = causal_attention(heads(0), heads(1), heads(2));
+        let context = visible.attend(heads(0), heads(1), heads(2));
         let context = context.swap_dims(1, 2).reshape([runs, n, d_model]);
         let x = x + self.proj.forward(context);
         let hidden = gelu(self.fc.forward(self.ln_mlp.forward(x.clone())));
@@ -220,11 +220,14 @@ pub struct PackedTransformer {
     blocks: Vec<PackedBlock>,
     ln_final: PackedNorm,
     head: PackedLinear,
+    /// Every run a prefix LM ([`ModelConfig::prefix_lm`]): each row's prompt attends in both
+    /// directions when the answer's log-probabilities are asked.
+    prefix_lm: bool,
 }
 
 impl PackedTransformer {
-    /// Whether `models` can share a pack: all causal scratch transformers (no prefix LM) of one
-    /// shape, without dropout.
+    /// Whether `models` can share a pack: all scratch transformers of one shape, without
+    /// dropout, all prefix LMs or all causal.
     pub fn can_pack(models: &[&Model]) -> bool {
         let shapes: Option<Vec<_>> = models
             .iter()
@@ -243,7 +246,9 @@ impl PackedTransformer {
         };
         let first = shape(shapes[0]);
         shapes.iter().all(|t| {
-            shape(t) == first && !t.prefix_lm && t.blocks.iter().all(|b| b.dropout.prob == 0.0)
+            shape(t) == first
+                && t.prefix_lm == shapes[0].prefix_lm
+                && t.blocks.iter().all(|b| b.dropout.prob == 0.0)
         })
     }
 
@@ -273,6 +278,7 @@ impl PackedTransformer {
             blocks,
             ln_final: PackedNorm::stack(&ts.iter().map(|t| &t.ln_final).collect::<Vec<_>>()),
             head: PackedLinear::stack(&ts.iter().map(|t| &t.head).collect::<Vec<_>>()),
+            prefix_lm: ts[0].prefix_lm,
         }
     }
 
@@ -296,18 +302,25 @@ impl PackedTransformer {
         self.head.unstack_into(r, &mut t.head);
     }
 
-    /// Next-token logits `[R, B, S, V]` for tokens `[R, B, S]`: run r's model on its own rows.
+    /// Next-token logits `[R, B, S, V]` for tokens `[R, B, S]`: run r's model on its own rows,
+    /// every position causal (as [`Transformer::forward`]).
     pub fn forward(&self, tokens: Tensor<3, Int>) -> Tensor<4> {
         let [runs, batch, seq] = tokens.dims();
-        let logits = self.head.forward(self.hidden(tokens));
+        let logits = self.head.forward(self.hidden(tokens, None));
         let vocab = logits.dims()[2];
         logits.reshape([runs, batch, seq, vocab])
     }
 
-    /// Final hidden states `[R, B·S, d]`.
-    fn hidden(&self, tokens: Tensor<3, Int>) -> Tensor<3> {
+    /// Final hidden states `[R, B·S, d]`; under the prefix LM, row (r, b)'s first
+    /// `prompt[r·B + b]` tokens attend to each other in both directions (as
+    /// [`Transformer::hidden`]).
+    fn hidden(&self, tokens: Tensor<3, Int>, prompt: Option<&[usize]>) -> Tensor<3> {
         let [runs, batch, seq] = tokens.dims();
         let device = tokens.device();
+        let visible = match prompt {
+            Some(prompt) if self.prefix_lm => Visibility::prefix(prompt, seq, &device),
+            _ => Visibility::Causal,
+        };
         let [_, vocab, d] = self.token.val().dims();
         let context = self.position.val().dims()[1];
         // Run r's rows index its own slice of the flattened tables.
@@ -326,7 +339,7 @@ impl PackedTransformer {
             + burn::tensor::module::embedding(table(&self.position, context), position_ids);
         let mut x = x.reshape([runs, batch * seq, d]);
         for block in &self.blocks {
-            x = block.forward(x, batch, seq);
+            x = block.forward(x, batch, seq, &visible);
         }
         self.ln_final.forward(x)
     }
@@ -337,7 +350,7 @@ impl PackedTransformer {
     pub fn answer_log_probs(&self, tokens: Tensor<3, Int>, answer_pos: &[usize]) -> Tensor<3> {
         let [runs, batch, _] = tokens.dims();
         let longest = answer_pos.iter().copied().max().unwrap_or(1);
-        let hidden = self.hidden(tokens.narrow(2, 0, longest));
+        let hidden = self.hidden(tokens.narrow(2, 0, longest), Some(answer_pos));
         let d = hidden.dims()[2];
         // Row (r, b)'s hidden state at its answer position − 1, then the head on those alone.
         let index: Vec<i64> = answer_pos
