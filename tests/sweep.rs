@@ -400,6 +400,12 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/base_lego.toml", 6),
         // From bases/chains8p: 3 methods × 3 seeds.
         ("sweeps/base_lego_chains.toml", 9),
+        // The same model from scratch: stratified × 3 seeds.
+        ("sweeps/scratch_lego_prefix.toml", 3),
+        // The paper's experiments from bases/chains8p (issue 25).
+        ("sweeps/base_lego_pretrain.toml", 35),
+        ("sweeps/base_lego_finetune.toml", 15),
+        ("sweeps/base_ordered_skills.toml", 10),
     ] {
         let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
@@ -417,6 +423,14 @@ fn the_shipped_sweeps_are_valid_plans() {
         assert_eq!(config.init.as_deref(), Some(Path::new("bases/recall8")));
         assert_eq!((config.model.n_layers, config.model.conv_kernel), (8, 4));
     }
+    // The paper's 7 methods from the base share one pack key: a GPU trains them as one pack.
+    let plan = skillit::sweep::plan(
+        Path::new("sweeps/base_lego_pretrain.toml"),
+        Path::new("unused"),
+    )
+    .unwrap();
+    let keys: Vec<Option<String>> = plan.runs.iter().map(skillit::sweep::pack_key).collect();
+    assert!(keys[0].is_some() && keys.iter().all(|k| k == &keys[0]));
     // The main job starts from the base LEGO's chain is learned from, a prefix LM.
     let plan = skillit::sweep::plan(Path::new("sweeps/smoke.toml"), Path::new("unused")).unwrap();
     for run in &plan.runs {
