@@ -53,6 +53,34 @@ fn tiny(edits: &[(&str, &str)]) -> String {
 }
 
 /// A JSON file (a manifest, a checkpoint's state) as a JSON value.
+/// Runs `skillit sweep FILE --out OUT --pack R --jobs 1`, which must succeed, and reads the
+/// combined metrics.
+fn sweep_packed(file: &str, out: &Path, pack: usize) -> Vec<skillit::results::MetricsRow> {
+    let out_arg = out.display().to_string();
+    let pack = pack.to_string();
+    let o = skillit(&[
+        "sweep", file, "--out", &out_arg, "--pack", &pack, "--jobs", "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    skillit::results::read_metrics(out).unwrap()
+}
+
+/// A packed sweep's rows are the unpacked one's: the same rows in the same order, accuracies
+/// exactly, losses and mixture weights within float rounding of the batched arithmetic.
+fn assert_rows_match(
+    alone: &[skillit::results::MetricsRow],
+    packed: &[skillit::results::MetricsRow],
+) {
+    assert_eq!(alone.len(), packed.len());
+    for (a, p) in alone.iter().zip(packed) {
+        let at = format!("{} step {} skill {}", a.run_id, a.step, a.skill);
+        assert_eq!((&a.run_id, a.step, a.skill), (&p.run_id, p.step, p.skill));
+        assert_eq!(a.accuracy, p.accuracy, "{at}");
+        assert!((a.loss - p.loss).abs() < 1e-4, "{at}");
+        assert!((a.weight - p.weight).abs() < 1e-4, "{at}");
+    }
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -649,30 +677,13 @@ fn a_packed_sweep_records_what_the_unpacked_one_does() {
         &format!("{SWEEP}\n[execution]\npack = 6\n"),
     );
     let alone = sweep_ok(&file, &dir.path().join("alone"));
-    let out = dir.path().join("four").display().to_string();
-    let o = skillit(&["sweep", &file, "--out", &out, "--pack", "4", "--jobs", "1"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let four = skillit::results::read_metrics(Path::new(&out)).unwrap();
+    let out = dir.path().join("four");
+    let four = sweep_packed(&file, &out, 4);
     let six = sweep_ok(&packed_file, &dir.path().join("six"));
     for packed in [&four, &six] {
-        assert_eq!(alone.len(), packed.len());
-        for (a, p) in alone.iter().zip(packed) {
-            assert_eq!((&a.run_id, a.step, a.skill), (&p.run_id, p.step, p.skill));
-            assert_eq!(a.accuracy, p.accuracy, "{} step {}", a.run_id, a.step);
-            assert!(
-                (a.loss - p.loss).abs() < 1e-4,
-                "{} step {}",
-                a.run_id,
-                a.step
-            );
-            assert!(
-                (a.weight - p.weight).abs() < 1e-4,
-                "{} step {}",
-                a.run_id,
-                a.step
-            );
-        }
+        assert_rows_match(&alone, packed);
     }
+    let out = out.display().to_string();
     // Each packed run records the steps it took in a pack; an unpacked one records none.
     let run = Path::new(&out).join("runs/stratified-s0");
     assert_eq!(json(&run.join("manifest.json"))["packed_steps"], 20);
@@ -703,23 +714,12 @@ fn runs_from_a_prefix_lm_base_pack_and_record_what_they_do_alone() {
     );
     let file = write(dir.path(), "from_base.toml", &text);
     let alone = sweep_ok(&file, &dir.path().join("alone"));
-    let out = dir.path().join("packed").display().to_string();
-    let o = skillit(&["sweep", &file, "--out", &out, "--pack", "2", "--jobs", "1"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let packed = skillit::results::read_metrics(Path::new(&out)).unwrap();
+    let out = dir.path().join("packed");
+    let packed = sweep_packed(&file, &out, 2);
     // 2 runs × 3 evaluations (steps 0, 3, 6) × 5 skills.
-    assert_eq!((alone.len(), packed.len()), (30, 30));
-    for (a, p) in alone.iter().zip(&packed) {
-        assert_eq!((&a.run_id, a.step, a.skill), (&p.run_id, p.step, p.skill));
-        assert_eq!(a.accuracy, p.accuracy, "{} step {}", a.run_id, a.step);
-        assert!(
-            (a.loss - p.loss).abs() < 1e-4,
-            "{} step {}",
-            a.run_id,
-            a.step
-        );
-    }
-    let manifest = json(&Path::new(&out).join("runs/stratified-s0/manifest.json"));
+    assert_eq!(alone.len(), 30);
+    assert_rows_match(&alone, &packed);
+    let manifest = json(&out.join("runs/stratified-s0/manifest.json"));
     assert_eq!(manifest["packed_steps"], 6);
     // The runs did move from the base: step 6's losses differ from step 0's.
     let at = |step: u64| -> Vec<f64> {
