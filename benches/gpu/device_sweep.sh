@@ -41,27 +41,5 @@ gpu_pid=$!
 wait $sweep_pid
 wait $gpu_pid
 echo "done after $(( $(date +%s) - start )) s" >> "$out/sweep.log"
-# Finished runs need only their manifest and metrics to be collected; unfinished ones resume from
-# their checkpoint.
-cd "results/$name" || exit 1
-list=$(mktemp)
-ls sweep.toml > "$list"
-ckpts=$(mktemp)
-for d in runs/*/; do
-  ls "$d"manifest.json "$d"metrics.csv 2>/dev/null >> "$list"
-  if ! grep -q '"status": *"finished"' "$d"manifest.json 2>/dev/null && [ -d "$d"checkpoint ]; then
-    step=$(ls "$d"checkpoint | sed -n 's/^model-\([0-9]*\)\.bpk$/\1/p' | sort -n | tail -1)
-    echo "${step:-0} ${d}checkpoint" >> "$ckpts"
-  fi
-done
-# The most advanced checkpoints first, while the parts stay within what comes back (64 MiB).
-total=0
-while read -r step dir; do
-  size=$(du -sb "$dir" | cut -f1)
-  [ $(( total + size )) -gt 45000000 ] && { echo "checkpoint left out: $dir ($step)" >> "$out/sweep.log"; continue; }
-  total=$(( total + size ))
-  echo "$dir" >> "$list"
-done < <(sort -rn "$ckpts")
-tar czf /tmp/sweep.tgz -T "$list"
-split -b 15M -d /tmp/sweep.tgz "$out/sweep.tgz.part"
-ls -la "$out"
+source benches/gpu/collect_sweep.sh
+collect_sweep "results/$name" "$out"
