@@ -430,6 +430,8 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/base_lego_chains.toml", 9),
         // The same model from scratch: stratified × 3 seeds.
         ("sweeps/scratch_lego_prefix.toml", 3),
+        // Addition from bases/chains8p: stratified × 3 seeds.
+        ("sweeps/base_addition.toml", 3),
         // The paper's experiments from bases/chains8p (issue 25).
         ("sweeps/base_lego_pretrain.toml", 35),
         ("sweeps/base_lego_finetune.toml", 15),
