@@ -436,6 +436,7 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/base_lego_pretrain.toml", 35),
         ("sweeps/base_lego_finetune.toml", 15),
         ("sweeps/base_ordered_skills.toml", 10),
+        ("sweeps/base_lego_ablations.toml", 60),
     ] {
         let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
         assert_eq!(plan.runs.len(), runs, "{file}");
@@ -454,13 +455,30 @@ fn the_shipped_sweeps_are_valid_plans() {
         assert_eq!((config.model.n_layers, config.model.conv_kernel), (8, 4));
     }
     // The paper's 7 methods from the base share one pack key: a GPU trains them as one pack.
-    let plan = skillit::sweep::plan(
-        Path::new("sweeps/base_lego_pretrain.toml"),
-        Path::new("unused"),
-    )
-    .unwrap();
+    let plan_of = |file: &str| skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
+    let plan = plan_of("sweeps/base_lego_pretrain.toml");
     let keys: Vec<Option<String>> = plan.runs.iter().map(skillit::sweep::pack_key).collect();
     assert!(keys[0].is_some() && keys.iter().all(|k| k == &keys[0]));
+    // The `count` runs of `from` whose ids start with `prefix` are in `of` too, with the same
+    // configs: `--reuse` copies them from one folder to the other.
+    let twins = |of: &str, from: &skillit::sweep::Plan, prefix: &str, count: usize| {
+        let of = plan_of(of);
+        let runs: Vec<_> = from
+            .runs
+            .iter()
+            .filter(|r| r.run_id.starts_with(prefix))
+            .collect();
+        assert_eq!(runs.len(), count, "{prefix}");
+        for run in runs {
+            let twin = of.runs.iter().find(|a| a.run_id == run.run_id);
+            assert_eq!(twin.map(|a| &a.config), Some(&run.config), "{}", run.run_id);
+        }
+    };
+    // Its Skill-It runs are the ablations' at η = 0.5; base_lego_chains' stratified seeds 0..2
+    // (the issue-23 runs) are its own.
+    twins("sweeps/base_lego_ablations.toml", &plan, "skill_it", 5);
+    let chains = plan_of("sweeps/base_lego_chains.toml");
+    twins("sweeps/base_lego_pretrain.toml", &chains, "stratified", 3);
     // The main job starts from the base LEGO's chain is learned from, a prefix LM.
     let plan = skillit::sweep::plan(Path::new("sweeps/smoke.toml"), Path::new("unused")).unwrap();
     for run in &plan.runs {
