@@ -52,7 +52,6 @@ fn tiny(edits: &[(&str, &str)]) -> String {
         .fold(SWEEP.to_string(), |text, (from, to)| text.replace(from, to))
 }
 
-/// A JSON file (a manifest, a checkpoint's state) as a JSON value.
 /// Runs `skillit sweep FILE --out OUT --pack R --jobs 1`, which must succeed, and reads the
 /// combined metrics.
 fn sweep_packed(file: &str, out: &Path, pack: usize) -> Vec<skillit::results::MetricsRow> {
@@ -81,6 +80,7 @@ fn assert_rows_match(
     }
 }
 
+/// A JSON file (a manifest, a checkpoint's state) as a JSON value.
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -412,6 +412,7 @@ fn a_base_stage_is_trained_first_and_every_run_starts_from_it() {
 
 #[test]
 fn the_shipped_sweeps_are_valid_plans() {
+    let plan_of = |file: &str| skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
     // Every sweep in sweeps/ expands and validates (dry run): the paper's experiments.
     for (file, runs) in [
         ("sweeps/smoke.toml", 8),
@@ -438,24 +439,22 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/base_ordered_skills.toml", 10),
         ("sweeps/base_lego_ablations.toml", 60),
     ] {
-        let plan = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
+        let plan = plan_of(file);
         assert_eq!(plan.runs.len(), runs, "{file}");
         // Run ids are stable: planning twice gives the same ids in the same order.
-        let again = skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
+        let again = plan_of(file);
         let ids =
             |p: &skillit::sweep::Plan| p.runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(&plan), ids(&again));
     }
     // A sweep's `init = "bases/NAME"` starts every run from the base, with the base's model.
-    let plan =
-        skillit::sweep::plan(Path::new("sweeps/base_lego.toml"), Path::new("unused")).unwrap();
+    let plan = plan_of("sweeps/base_lego.toml");
     for run in &plan.runs {
         let config = &run.config;
         assert_eq!(config.init.as_deref(), Some(Path::new("bases/recall8")));
         assert_eq!((config.model.n_layers, config.model.conv_kernel), (8, 4));
     }
     // The paper's 7 methods from the base share one pack key: a GPU trains them as one pack.
-    let plan_of = |file: &str| skillit::sweep::plan(Path::new(file), Path::new("unused")).unwrap();
     let plan = plan_of("sweeps/base_lego_pretrain.toml");
     let keys: Vec<Option<String>> = plan.runs.iter().map(skillit::sweep::pack_key).collect();
     assert!(keys[0].is_some() && keys.iter().all(|k| k == &keys[0]));
@@ -480,7 +479,7 @@ fn the_shipped_sweeps_are_valid_plans() {
     let chains = plan_of("sweeps/base_lego_chains.toml");
     twins("sweeps/base_lego_pretrain.toml", &chains, "stratified", 3);
     // The main job starts from the base LEGO's chain is learned from, a prefix LM.
-    let plan = skillit::sweep::plan(Path::new("sweeps/smoke.toml"), Path::new("unused")).unwrap();
+    let plan = plan_of("sweeps/smoke.toml");
     for run in &plan.runs {
         let config = &run.config;
         assert_eq!(config.init.as_deref(), Some(Path::new("bases/chains8p")));
@@ -703,15 +702,15 @@ fn a_packed_sweep_records_what_the_unpacked_one_does() {
     for packed in [&four, &six] {
         assert_rows_match(&alone, packed);
     }
-    let out = out.display().to_string();
     // Each packed run records the steps it took in a pack; an unpacked one records none.
-    let run = Path::new(&out).join("runs/stratified-s0");
+    let run = out.join("runs/stratified-s0");
     assert_eq!(json(&run.join("manifest.json"))["packed_steps"], 20);
     let alone_run = dir.path().join("alone/runs/stratified-s0/manifest.json");
     assert!(json(&alone_run).get("packed_steps").is_none());
     // `skillit rerun` retrains it alone and does not call the rounding differences a failure.
     let o = skillit(&["rerun", &run.display().to_string()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = out.display().to_string();
     let o = skillit(&["sweep", &file, "--out", &out, "--pack", "0"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--pack"));

@@ -12,7 +12,6 @@ limit=${2:-480}
 pack=${3:-8}
 name=$(basename "$sweep" .toml)
 source benches/gpu/setup.sh
-mkdir -p "$out"
 start=$(date +%s)
 timeout -k 15 "$limit" $S sweep "$sweep" --out "results/$name" --device wgpu --jobs 1 \
   --pack "$pack" > "$out/sweep.log" 2>&1
