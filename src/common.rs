@@ -30,7 +30,11 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         origin,
         field: e
             .span()
-            .map(|s| format!("line {}", text[..s.start].lines().count().max(1)))
+            // The line the span starts on (an error at the end of the text: its last line).
+            .map(|s| {
+                let line = text[..s.start].matches('\n').count() + 1;
+                format!("line {}", line.min(text.lines().count().max(1)))
+            })
             .unwrap_or_else(|| "toml".into()),
         message: e.message().trim().to_string(),
     })

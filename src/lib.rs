@@ -21,6 +21,7 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use skillit_synthetic as synthetic;
+pub mod claims;
 pub mod report;
 pub mod results;
 pub mod stats;

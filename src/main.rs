@@ -44,6 +44,17 @@ enum Command {
     /// normalised area under the metric-vs-step curve; and with --threshold X, the steps to reach X
     /// (≥ for accuracy, ≤ for loss; seeds that never reach it are counted, not averaged).
     Compare(cli::compare::CompareArgs),
+    /// Test the paper's claims on results folders: one Markdown table with each claim, the
+    /// paper's numbers, ours with 95% intervals, Welch's test, Holm's correction over the file,
+    /// and agree / not / not testable.
+    ///
+    /// FILE holds `[[claim]]` tables: experiment, claim, paper (text), folder (relative to FILE),
+    /// method and baseline (the paper says the method does better), metric (accuracy or loss),
+    /// and either step (the metric there, mean over skills or one skill) or threshold (the steps
+    /// to reach it; a seed that never does counts at its last evaluation), optional setting and
+    /// note. Agree = the paper's direction with Holm p < 0.05; not testable = a threshold no seed
+    /// of either method reaches.
+    Claims(cli::claims::ClaimsArgs),
     /// Train one model from scratch and evaluate every skill along the way.
     ///
     /// Writes OUT/metrics.csv (one row per evaluation × skill: run_id, task, setting, method,
@@ -135,6 +146,7 @@ fn run(cli: Cli) -> skillit::Result<()> {
     match cli.command {
         Command::Generate(args) => args.run(),
         Command::Compare(args) => args.run(),
+        Command::Claims(args) => args.run(),
         Command::Train(args) => args.run(),
         Command::Sweep(args) => args.run(),
         Command::Rerun(args) => args.run(),

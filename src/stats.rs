@@ -14,14 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::results::{group_runs, MetricsRow};
 use crate::{Error, Result};
 
 /// Which column of metrics.csv a comparison reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Greedy accuracy on the validation set (higher is better).

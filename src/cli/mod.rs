@@ -4,6 +4,7 @@
 
 pub mod base;
 pub mod bench;
+pub mod claims;
 pub mod collect;
 pub mod compare;
 pub mod generate;
