@@ -120,6 +120,27 @@ pub fn select(kind: DeviceKind) -> Result<Selected> {
     })
 }
 
+/// The machine a run runs on, for its record: the CPU's model name (from Linux's /proc/cpuinfo,
+/// where it has one), the logical CPUs this process may use, the OS and the architecture, e.g.
+/// `AMD EPYC 7B13, 2 logical CPUs, linux x86_64`. A GPU's name is the run's `adapter`.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                (key.trim() == "model name").then(|| value.trim().to_string())
+            })
+        });
+    format!(
+        "{}{cpus} logical CPUs, {} {}",
+        model.map(|m| format!("{m}, ")).unwrap_or_default(),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
 #[cfg(feature = "wgpu")]
 fn adapter_name(device: &Device) -> String {
     // GPU backends report the part's name; flex does not.

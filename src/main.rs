@@ -97,8 +97,9 @@ enum Command {
     /// Comparison tables at the last and the halfway step, loss at the last step, steps to
     /// accuracy 0.95 and to loss 0.01 (per skill too), and figures: per-skill accuracy and loss
     /// curves (mean over seeds, 95% band, one colour per method), the mixture weights over steps
-    /// per method, and the final accuracy per method with intervals. The figures go to
-    /// <out stem>_figures/ beside the report.
+    /// per method, and the final accuracy per method with intervals; in a sweep's folder, the
+    /// runs' time and machine (DIR/runs.csv). The figures go to <out stem>_figures/ beside the
+    /// report.
     Report(cli::report::ReportArgs),
 }
 

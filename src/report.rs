@@ -384,6 +384,7 @@ pub fn build_report(dir: &Path, figures_dir: &str) -> Result<Report> {
             &mut figures,
         )?;
     }
+    md += &runs_section(dir)?;
     Ok(Report {
         markdown: md,
         figures,
@@ -488,6 +489,135 @@ pub fn write_report(report: &Report, out: &Path) -> Result<()> {
         write_atomic(&fig_dir.join(name), svg.as_bytes())?;
     }
     write_atomic(out, report.markdown.as_bytes())
+}
+
+/// One run's row of `runs.csv`, as the report reads it (columns a folder from before a column
+/// existed lacks read as empty).
+struct RunCost {
+    status: String,
+    wall_time_s: Option<f64>,
+    ms_per_step: Option<f64>,
+    /// (backend, adapter, machine), each "not recorded" where empty.
+    device: (String, String, String),
+    revision: String,
+}
+
+/// The report's closing section, from a sweep folder's `runs.csv` (empty where there is none, as in
+/// a `skillit train` folder): the runs by status, their summed and median wall time, and per
+/// backend, adapter and machine the runs and their median ms/step; the revisions that ran them.
+fn runs_section(dir: &Path) -> Result<String> {
+    let path = dir.join("runs.csv");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(String::new());
+    };
+    let origin = path.display().to_string();
+    let bad = |field: String, message: String| Error::Invalid {
+        origin: origin.clone(),
+        field,
+        message,
+    };
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let headers = reader
+        .headers()
+        .map_err(|e| bad("header".into(), e.to_string()))?
+        .clone();
+    let mut runs = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| bad(format!("line {}", i + 2), e.to_string()))?;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .and_then(|c| record.get(c))
+                .unwrap_or("")
+                .to_string()
+        };
+        let recorded = |v: String| {
+            if v.is_empty() {
+                "not recorded".to_string()
+            } else {
+                v
+            }
+        };
+        runs.push(RunCost {
+            status: get("status"),
+            wall_time_s: get("wall_time_s").parse().ok(),
+            ms_per_step: get("ms_per_step").parse().ok().filter(|v: &f64| *v > 0.0),
+            device: (
+                recorded(get("backend")),
+                recorded(get("adapter")),
+                recorded(get("machine")),
+            ),
+            revision: get("git_revision"),
+        });
+    }
+    if runs.is_empty() {
+        return Ok(String::new());
+    }
+    let mut md = String::from("## Runs: time and machine\n\n");
+    let mut statuses: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &runs {
+        *statuses.entry(r.status.as_str()).or_default() += 1;
+    }
+    let walls: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.status == "finished")
+        .filter_map(|r| r.wall_time_s)
+        .collect();
+    let total: f64 = runs.iter().filter_map(|r| r.wall_time_s).sum();
+    let _ = writeln!(
+        md,
+        "From `runs.csv`: {} runs ({}); {:.1} hours of run time in all (each run's wall time, summed: \
+         runs side by side overlap in time), {:.0} s per finished run (median).\n",
+        runs.len(),
+        statuses
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        total / 3600.0,
+        stats::median(&walls),
+    );
+    let mut devices: BTreeMap<&(String, String, String), Vec<Option<f64>>> = BTreeMap::new();
+    // The runs that ran (a pending run has no manifest, so nothing to say of its device).
+    for r in runs.iter().filter(|r| r.wall_time_s.is_some()) {
+        devices.entry(&r.device).or_default().push(r.ms_per_step);
+    }
+    md += "| backend | adapter | machine | runs | ms per step (median) |\n|---|---|---|---|---|\n";
+    for ((backend, adapter, machine), ms) in devices {
+        let n = ms.len();
+        let ms: Vec<f64> = ms.into_iter().flatten().collect();
+        let median = stats::median(&ms);
+        let _ = writeln!(
+            md,
+            "| {backend} | {adapter} | {machine} | {n} | {} |",
+            if median.is_nan() {
+                "–".to_string()
+            } else {
+                format!("{median:.0}")
+            }
+        );
+    }
+    let mut revisions: BTreeMap<String, usize> = BTreeMap::new();
+    for r in runs.iter().filter(|r| !r.revision.is_empty()) {
+        let short = match r.revision.split_once('-') {
+            Some((hash, rest)) => format!("{}-{rest}", &hash[..hash.len().min(7)]),
+            None => r.revision[..r.revision.len().min(7)].to_string(),
+        };
+        *revisions.entry(short).or_default() += 1;
+    }
+    if !revisions.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nskillit revisions: {}.",
+            revisions
+                .iter()
+                .map(|(rev, n)| format!("`{rev}` ({n} run{})", if *n == 1 { "" } else { "s" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(md)
 }
 
 /// The last step every run reached (the smallest of the runs' last steps).

@@ -230,6 +230,17 @@ pub fn iqm_interval(xs: &[f64], level: f64, reps: usize, seed: u64) -> (f64, f64
     )
 }
 
+/// The median (numpy's `median`: the mean of the two middle values of an even count); NaN for no
+/// values.
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = xs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    quantile(&sorted, 0.5)
+}
+
 /// The `q` quantile of sorted values, interpolating linearly (numpy's default).
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let pos = q * (sorted.len() - 1) as f64;

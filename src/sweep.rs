@@ -636,7 +636,7 @@ pub fn tidy(dir: &Path, runs: &[&PlannedRun]) {
 }
 
 /// Rebuilds `DIR/metrics.csv` (every run's rows, in plan order) and `DIR/runs.csv` (one row per
-/// run: status, wall time, backend, git revision) from the run folders.
+/// run: status, wall time, backend, git revision, adapter, machine) from the run folders.
 pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
     // One collector at a time: of two sweeps on one folder, the later one reads the run folders
     // after the earlier one wrote, so the last files written are the newest (never a partial
@@ -666,6 +666,8 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
         "git_revision",
         "steps_done",
         "reason",
+        "adapter",
+        "machine",
     ])
     .expect(io);
     let mut n_rows = 0;
@@ -695,6 +697,8 @@ pub fn collect(dir: &Path, plan: &Plan) -> Result<(usize, usize)> {
             field("git_revision"),
             field("steps_done"),
             field("reason"),
+            field("adapter"),
+            field("machine"),
         ])
         .expect(io);
         if folder.join("metrics.csv").exists() {

@@ -131,3 +131,50 @@ fn report_renders_tables_and_valid_figures() {
         .count();
     assert_eq!(circles, METHODS.len(), "one point per method");
 }
+
+/// A sweep folder's report ends with its runs' cost and machine, read from `runs.csv`; a folder
+/// without one (a `skillit train` folder) has no such section.
+#[test]
+fn report_closes_with_the_runs_time_and_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "tests/data/results_small/metrics.csv",
+        dir.path().join("metrics.csv"),
+    )
+    .unwrap();
+    let bare = skillit::report::build_report(dir.path(), "figures").unwrap();
+    assert!(!bare.markdown.contains("## Runs: time and machine"));
+
+    // Two finished runs on one CPU (100 s and 300 s; 10 and 30 ms/step), one failed on a GPU
+    // (50 s, 20 ms/step), one pending (no manifest yet: every recorded column empty).
+    std::fs::write(
+        dir.path().join("runs.csv"),
+        "run_id,method,params,seed,status,wall_time_s,ms_per_step,backend,git_revision,steps_done,reason,adapter,machine\n\
+         r1,stratified,,0,finished,100,10,flex,0123456789abcdef-dirty,200,,Device<Flex(Cpu)>,\"CPU X, 2 logical CPUs, linux x86_64\"\n\
+         r2,stratified,,1,finished,300,30,flex,0123456789abcdef-dirty,200,,Device<Flex(Cpu)>,\"CPU X, 2 logical CPUs, linux x86_64\"\n\
+         r3,stratified,,2,failed,50,20,wgpu,fedcba9876543210,120,diverged,NVIDIA H100,\"CPU Y, 16 logical CPUs, linux x86_64\"\n\
+         r4,stratified,,3,pending,,,,,,,,\n",
+    )
+    .unwrap();
+    let md = skillit::report::build_report(dir.path(), "figures")
+        .unwrap()
+        .markdown;
+    let section = &md[md.find("## Runs: time and machine").expect("the section")..];
+    // 100 + 300 + 50 = 450 s = 0.125 h; the finished runs' median wall time (100 + 300) / 2.
+    assert!(
+        section.contains(
+            "From `runs.csv`: 4 runs (1 failed, 2 finished, 1 pending); 0.1 hours of run time in all"
+        ),
+        "{section}"
+    );
+    assert!(
+        section.contains("200 s per finished run (median)"),
+        "{section}"
+    );
+    // The median ms/step of the two CPU runs is (10 + 30) / 2; the pending run has no row.
+    assert!(section.contains(
+        "| flex | Device<Flex(Cpu)> | CPU X, 2 logical CPUs, linux x86_64 | 2 | 20 |\n\
+         | wgpu | NVIDIA H100 | CPU Y, 16 logical CPUs, linux x86_64 | 1 | 20 |\n"
+    ));
+    assert!(section.contains("skillit revisions: `0123456-dirty` (2 runs), `fedcba9` (1 run)."));
+}

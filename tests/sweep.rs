@@ -116,6 +116,13 @@ fn a_sweep_runs_resumes_and_collects() {
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(runs.lines().count(), 7);
     assert_eq!(runs.matches(",finished,").count(), 6);
+    // Every run records the machine it ran on (CPU model, logical CPUs, OS, architecture).
+    assert!(runs.lines().next().unwrap().ends_with(",adapter,machine"));
+    assert_eq!(
+        runs.matches(&skillit::device::machine()).count(),
+        6,
+        "{runs}"
+    );
 
     // Rerunning skips the finished runs: their metrics stay byte for byte.
     let before = std::fs::read_to_string(out.join("metrics.csv")).unwrap();

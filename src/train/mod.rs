@@ -231,6 +231,7 @@ pub fn train_in_pack(
         burn_version: BURN_VERSION,
         backend: selected.backend.clone(),
         adapter: selected.adapter.clone(),
+        machine: crate::device::machine(),
         wall_time_s: at.wall_before + started.elapsed().as_secs_f64(),
         train_time_s: at.train_time,
         eval_time_s: recorder.eval_time,

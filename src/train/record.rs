@@ -32,6 +32,8 @@ pub struct Manifest {
     pub burn_version: &'static str,
     pub backend: String,
     pub adapter: String,
+    /// The machine it ran on (`device::machine`: CPU model, logical CPUs, OS, architecture).
+    pub machine: String,
     /// Wall time of the run: a resumed run adds its checkpoint's (the work up to it) to this
     /// process's, so the time lost to a kill after the last checkpoint is not counted twice.
     pub wall_time_s: f64,
