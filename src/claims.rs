@@ -160,11 +160,20 @@ pub fn evaluate_file(path: &Path) -> Result<Vec<ClaimResult>> {
     }
     let root = path.parent().unwrap_or(Path::new(""));
     let mut results = Vec::new();
+    // Claims on the same folder read its metrics once.
+    let mut folders: std::collections::BTreeMap<PathBuf, Vec<MetricsRow>> = Default::default();
     for (i, spec) in file.claims.iter().enumerate() {
         let field = |name: &str| format!("claim[{i}].{name}");
         let measure = check_spec(spec, &origin, &field)?;
-        let rows = read_metrics(&root.join(&spec.folder))?;
-        results.push(evaluate(spec, measure, &rows, &origin, &field)?);
+        let folder = root.join(&spec.folder);
+        let rows = match folders.entry(folder) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let rows = read_metrics(e.key())?;
+                e.insert(rows)
+            }
+        };
+        results.push(evaluate(spec, measure, rows, &origin, &field)?);
     }
     adjust(&mut results);
     Ok(results)

@@ -521,14 +521,15 @@ fn runs_section(dir: &Path) -> Result<String> {
         .headers()
         .map_err(|e| bad("header".into(), e.to_string()))?
         .clone();
+    // The columns' positions, found once (`None` for a column the file predates).
+    let columns: BTreeMap<&str, usize> = headers.iter().enumerate().map(|(i, h)| (h, i)).collect();
     let mut runs = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| bad(format!("line {}", i + 2), e.to_string()))?;
         let get = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .and_then(|c| record.get(c))
+            columns
+                .get(name)
+                .and_then(|&c| record.get(c))
                 .unwrap_or("")
                 .to_string()
         };
