@@ -669,17 +669,30 @@ fn two_sweeps_on_one_folder_train_each_run_once() {
             .lines()
             .find(|l| l.starts_with("trained "))
             .unwrap_or_else(|| panic!("no summary line: {stderr}"));
-        line["trained ".len()..]
+        let n = line["trained ".len()..]
             .split(' ')
             .next()
             .unwrap()
             .parse::<usize>()
-            .unwrap()
+            .unwrap();
+        (n, stderr)
     };
-    let (na, nb) = (trained_here(a), trained_here(b));
+    let ((na, log_a), (nb, log_b)) = (trained_here(a), trained_here(b));
     // A run the other process finished before this one planned is not planned again, one it
     // holds or finished since is left: together they trained each run once.
     assert_eq!(na + nb, 6, "each of the 6 runs trained once: {na} + {nb}");
+    // stderr is not a terminal, so the progress bars draw nothing: each process logs plain
+    // lines instead, `[HH:MM:SS] RUN: started` and `RUN: finished, 200 steps, …` for each run it
+    // trained, and each run is logged finished by exactly one of the two.
+    for (n, log) in [(na, &log_a), (nb, &log_b)] {
+        assert_eq!(log.matches(": started\n").count(), n, "{log}");
+        assert_eq!(log.matches(": finished, 200 steps, ").count(), n, "{log}");
+    }
+    for run in ["stratified-s0", "stratified-s1"] {
+        let line = format!("] {run}: finished, 200 steps, ");
+        let times = log_a.matches(&line).count() + log_b.matches(&line).count();
+        assert_eq!(times, 1, "{run}: {log_a}\n{log_b}");
+    }
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(runs.matches(",finished,").count(), 6, "{runs}");
     // The combined results written last are whole: 21 evaluations × 3 skills × 6 runs.

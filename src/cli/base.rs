@@ -47,10 +47,12 @@ impl BaseCommand {
                         skillit::pretrain::BuildEvent::Stage { stage, progress } => {
                             match progress {
                                 Progress::Step { step, loss } => {
+                                    let was = bar.position();
                                     bar.set_position(before + step);
                                     bar.set_message(format!(
                                         "stage {stage}: loss {loss:.4}, val loss {last_loss:.4}"
                                     ));
+                                    say_progress(&bar, was, "base");
                                 }
                                 Progress::Eval { loss, .. } => last_loss = loss,
                                 Progress::RoundEnd { .. } => {}
@@ -60,7 +62,7 @@ impl BaseCommand {
                             before += recipe.stages[stage - 1].0.training.steps;
                             bar.set_position(before);
                             if reused {
-                                bar.println(format!("stage {stage}: finished before, kept"));
+                                say(&bar, &format!("stage {stage}: finished before, kept"));
                             }
                         }
                     })?;

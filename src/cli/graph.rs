@@ -143,7 +143,9 @@ impl LearnArgs {
             if let skillit::sweep::SweepEvent::Step { run, step } = event {
                 if let Ok(mut last) = last.lock() {
                     let before = last.insert(run.run_id.clone(), step).unwrap_or(0);
+                    let was = bar.position();
                     bar.inc(step.saturating_sub(before));
+                    say_progress(&bar, was, "probes");
                 }
             }
         };

@@ -152,6 +152,58 @@ pub(crate) fn steps_bar(len: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// Writes `line` where the user sees it: above `bar` where the bar is drawn, else on stderr after
+/// the bar's elapsed time. indicatif hides a bar when stderr is not a terminal and then drops what
+/// its `println` writes, so a job under nohup or a batch scheduler would lose the line that says a
+/// run failed.
+pub(crate) fn say(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("[{}] {line}", hms(bar.elapsed()));
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Where `bar` is hidden (stderr is a log, not a terminal), a line each time its position passes
+/// a tenth of its length once it has run for half a minute (`before`: its position before the
+/// last update): without them a sweep's log says nothing for the hours its runs take. Where the
+/// bar is drawn, nothing. The line is `now/len steps, pace, eta`.
+pub(crate) fn progress_line(bar: &indicatif::ProgressBar, before: u64) -> Option<String> {
+    let (now, len) = (bar.position(), bar.length().unwrap_or(0));
+    let tenth = (len / 10).max(1);
+    let due = now / tenth > before / tenth && bar.elapsed().as_secs() >= 30;
+    if !bar.is_hidden() || !due {
+        return None;
+    }
+    let rate = bar.per_sec();
+    Some(match rate > 0.0 {
+        true => format!(
+            "{now}/{len} steps, {:.2} s/step, eta {}",
+            1.0 / rate,
+            hms(bar.eta())
+        ),
+        false => format!("{now}/{len} steps"),
+    })
+}
+
+/// `progress_line` with the bar's message, written by `say` after `what`.
+pub(crate) fn say_progress(bar: &indicatif::ProgressBar, before: u64, what: &str) {
+    if let Some(line) = progress_line(bar, before) {
+        let message = bar.message();
+        let message = match message.is_empty() {
+            true => message,
+            false => format!(" ({message})"),
+        };
+        say(bar, &format!("{what}: {line}{message}"));
+    }
+}
+
+/// A duration as `HH:MM:SS`.
+fn hms(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
 /// The model flags of `train` and `bench` over the config: `--model`, then `--weights` (which
 /// implies gpt-neo unless `--model` says otherwise) and `--random-init`.
 pub(crate) fn set_model(
@@ -200,4 +252,40 @@ pub(crate) fn methods_help() -> String {
          parameters with --set or --method-config; README \"Mixture methods\")",
         skillit::method::NAMES.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hidden bar of `len` steps at `pos` that has run for `secs` seconds.
+    fn bar(len: u64, pos: u64, secs: u64) -> indicatif::ProgressBar {
+        let bar =
+            indicatif::ProgressBar::hidden().with_elapsed(std::time::Duration::from_secs(secs));
+        bar.set_length(len);
+        bar.set_position(pos);
+        bar
+    }
+
+    #[test]
+    fn a_log_gets_a_progress_line_at_each_tenth_once_past_half_a_minute() {
+        // 6,000 steps: a tenth is 600. From 550 to 600 passes the first tenth; 600 → 650 and
+        // 610 → 1,190 stay within the second; 1,199 → 1,200 passes it.
+        let line = progress_line(&bar(6000, 600, 60), 550).unwrap();
+        assert!(line.starts_with("600/6000 steps"), "{line}");
+        assert_eq!(progress_line(&bar(6000, 650, 60), 600), None);
+        assert_eq!(progress_line(&bar(6000, 1190, 60), 610), None);
+        assert!(progress_line(&bar(6000, 1200, 60), 1199).is_some());
+        // A run younger than 30 s logs no progress, only its start and end.
+        assert_eq!(progress_line(&bar(6000, 600, 29), 550), None);
+        // Fewer steps than ten: every step is a tenth.
+        assert!(progress_line(&bar(5, 3, 60), 2).is_some());
+    }
+
+    #[test]
+    fn durations_read_as_hours_minutes_seconds() {
+        assert_eq!(hms(std::time::Duration::from_secs(0)), "00:00:00");
+        // 2 h 3 min 4 s = 7,384 s.
+        assert_eq!(hms(std::time::Duration::from_secs(7384)), "02:03:04");
+    }
 }

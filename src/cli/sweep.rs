@@ -207,12 +207,18 @@ impl SweepBars {
                     .add(indicatif::ProgressBar::new(run.config.training.steps));
                 line.set_style(self.run_style.clone());
                 line.set_message(run.run_id.clone());
+                if bar.is_hidden() {
+                    say(bar, &format!("{}: started", run.run_id));
+                }
                 lines.insert(run.run_id.clone(), (line, 0u64));
             }
             SweepEvent::Step { run, step } => {
                 if let Some((line, last)) = lines.get_mut(&run.run_id) {
                     bar.inc(step - *last);
                     line.set_position(step);
+                    if let Some(progress) = progress_line(line, *last) {
+                        say(bar, &format!("{}: {progress}", run.run_id));
+                    }
                     *last = step;
                 }
             }
@@ -221,8 +227,24 @@ impl SweepBars {
                     line.finish_and_clear();
                     bar.inc(run.config.training.steps - last);
                 }
-                if let RunStatus::Failed { reason, .. } = &manifest.status {
-                    bar.println(format!("{}: failed: {reason}", run.run_id));
+                match &manifest.status {
+                    RunStatus::Failed { reason, .. } => {
+                        say(bar, &format!("{}: failed: {reason}", run.run_id))
+                    }
+                    status if bar.is_hidden() => say(
+                        bar,
+                        &format!(
+                            "{}: {}, {} steps, {:.0} s",
+                            run.run_id,
+                            match status {
+                                RunStatus::Finished => "finished",
+                                _ => "stopped",
+                            },
+                            manifest.steps_done,
+                            manifest.wall_time_s
+                        ),
+                    ),
+                    _ => {}
                 }
                 let done = self.runs_done.fetch_add(1, Ordering::SeqCst) + 1;
                 bar.set_message(format!(
@@ -232,6 +254,9 @@ impl SweepBars {
             }
             SweepEvent::Elsewhere { run } => {
                 bar.inc(run.config.training.steps);
+                if bar.is_hidden() {
+                    say(bar, &format!("{}: left to another process", run.run_id));
+                }
                 if let Ok(mut e) = self.elsewhere.lock() {
                     e.push(run.run_id.clone());
                 }

@@ -142,8 +142,10 @@ impl TrainArgs {
         let mut on_progress = |p: Progress| {
             match p {
                 Progress::Step { step, loss } => {
+                    let before = bar.position();
                     bar.set_position(step);
                     bar.set_message(format!("loss {loss:.4}, val acc {last_acc:.3}"));
+                    say_progress(&bar, before, "train");
                 }
                 Progress::Eval { accuracy, .. } => last_acc = accuracy,
                 Progress::RoundEnd { .. } => {}
