@@ -153,10 +153,9 @@ impl LearnArgs {
             skillit::graph_learn::learn(&request, &probe_dir, &selected, jobs, pack, &on_event)?;
         bar.finish_and_clear();
         let description = format!(
-            "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {} model (d_model {})",
+            "{} ({how:?}), H = {steps} steps from a {warm_start}-step stratified base, seeds {seeds}, {}",
             request.base.task.build()?.describe(),
-            preset.map_or("laptop", |p| p.as_str()),
-            request.base.model.d_model
+            model_words(&request.base)
         );
         skillit::results::write_atomic(&out, learned.graph_toml(&description).as_bytes())?;
         skillit::results::write_atomic(
@@ -228,4 +227,26 @@ impl ShowArgs {
         }
         emit(&out)
     }
+}
+
+/// The model a graph was learned on, for its description: its shape, and the weights it started
+/// from (the name of a preset says nothing of a `--config`'s model).
+fn model_words(run: &RunConfig) -> String {
+    let m = &run.model;
+    let mut words = match m.kind {
+        skillit::model::ModelKind::Scratch => {
+            format!("model d_model {} × {} layers", m.d_model, m.n_layers)
+        }
+        kind => format!("model {kind:?}"),
+    };
+    if m.conv_kernel > 0 {
+        words += &format!(", conv {}", m.conv_kernel);
+    }
+    if m.prefix_lm {
+        words += ", prefix LM";
+    }
+    if let Some(init) = &run.init {
+        words += &format!(", from {}", init.display());
+    }
+    words
 }
