@@ -440,7 +440,11 @@ fn a_full_disk_stops_the_sweep_cleanly() {
         errors[0].starts_with("error: ") && errors[0].contains("No space left on device"),
         "{stderr}"
     );
-    assert_eq!(stderr.trim_end().lines().last(), Some(errors[0]), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().last(),
+        Some(errors[0]),
+        "{stderr}"
+    );
 }
 
 /// `skillit train` into a folder that holds a finished run refuses (exit 2, one line, nothing
