@@ -164,6 +164,14 @@ pub(crate) fn say(bar: &indicatif::ProgressBar, line: &str) {
     }
 }
 
+/// A line for a log only: `say`'s where `bar` is hidden, nothing where it is drawn (the bars show
+/// the same).
+pub(crate) fn log_line(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        say(bar, line);
+    }
+}
+
 /// Where `bar` is hidden (stderr is a log, not a terminal), a line each time its position passes
 /// a tenth of its length once it has run for half a minute (`before`: its position before the
 /// last update): without them a sweep's log says nothing for the hours its runs take. Where the

@@ -207,9 +207,7 @@ impl SweepBars {
                     .add(indicatif::ProgressBar::new(run.config.training.steps));
                 line.set_style(self.run_style.clone());
                 line.set_message(run.run_id.clone());
-                if bar.is_hidden() {
-                    say(bar, &format!("{}: started", run.run_id));
-                }
+                log_line(bar, &format!("{}: started", run.run_id));
                 lines.insert(run.run_id.clone(), (line, 0u64));
             }
             SweepEvent::Step { run, step } => {
@@ -217,7 +215,7 @@ impl SweepBars {
                     bar.inc(step - *last);
                     line.set_position(step);
                     if let Some(progress) = progress_line(line, *last) {
-                        say(bar, &format!("{}: {progress}", run.run_id));
+                        log_line(bar, &format!("{}: {progress}", run.run_id));
                     }
                     *last = step;
                 }
@@ -227,24 +225,20 @@ impl SweepBars {
                     line.finish_and_clear();
                     bar.inc(run.config.training.steps - last);
                 }
-                match &manifest.status {
+                let ended = match &manifest.status {
                     RunStatus::Failed { reason, .. } => {
-                        say(bar, &format!("{}: failed: {reason}", run.run_id))
+                        say(bar, &format!("{}: failed: {reason}", run.run_id));
+                        None
                     }
-                    status if bar.is_hidden() => say(
+                    RunStatus::Finished => Some("finished"),
+                    RunStatus::Stopped { .. } => Some("stopped"),
+                };
+                if let Some(ended) = ended {
+                    let (steps, secs) = (manifest.steps_done, manifest.wall_time_s);
+                    log_line(
                         bar,
-                        &format!(
-                            "{}: {}, {} steps, {:.0} s",
-                            run.run_id,
-                            match status {
-                                RunStatus::Finished => "finished",
-                                _ => "stopped",
-                            },
-                            manifest.steps_done,
-                            manifest.wall_time_s
-                        ),
-                    ),
-                    _ => {}
+                        &format!("{}: {ended}, {steps} steps, {secs:.0} s", run.run_id),
+                    );
                 }
                 let done = self.runs_done.fetch_add(1, Ordering::SeqCst) + 1;
                 bar.set_message(format!(
@@ -254,9 +248,7 @@ impl SweepBars {
             }
             SweepEvent::Elsewhere { run } => {
                 bar.inc(run.config.training.steps);
-                if bar.is_hidden() {
-                    say(bar, &format!("{}: left to another process", run.run_id));
-                }
+                log_line(bar, &format!("{}: left to another process", run.run_id));
                 if let Ok(mut e) = self.elsewhere.lock() {
                     e.push(run.run_id.clone());
                 }
