@@ -434,8 +434,9 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/addition_base.toml", 12),
         // From the committed base: 2 methods × 3 seeds.
         ("sweeps/base_lego.toml", 6),
-        // From bases/chains8p: 3 methods × 3 seeds.
-        ("sweeps/base_lego_chains.toml", 9),
+        // From bases/chains8p: 2 methods × 3 seeds, and target-only on s4 × 3 seeds.
+        ("sweeps/base_lego_chains.toml", 6),
+        ("sweeps/base_lego_target_s4.toml", 3),
         // The same model from scratch: stratified × 3 seeds.
         ("sweeps/scratch_lego_prefix.toml", 3),
         // Addition from bases/chains8p: stratified × 3 seeds.
