@@ -14,6 +14,8 @@ use skillit::synthetic::{stream_rng, Example, Purpose, ValidationSet};
 use skillit::train::{evaluate, optimizer, train_step};
 
 fn bench_train_step(c: &mut Criterion) {
+    // The allocator as the binary sets it.
+    skillit::device::keep_freed_pages();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(20);
     let mut devices = vec![DeviceKind::Flex];

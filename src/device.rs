@@ -154,3 +154,20 @@ fn adapter_name(device: &Device) -> String {
 fn adapter_name(device: &Device) -> String {
     format!("{device:?}")
 }
+
+/// mimalloc's `mi_option_purge_delay` (its `mi_option_t` enum in `mimalloc.h`, v2 and v3: the
+/// option after `mi_option_deprecated_eager_commit_delay` = 14, which libmimalloc-sys names, and
+/// before `mi_option_use_numa_nodes` = 16; checked: `MIMALLOC_PURGE_DELAY=777` reads back as 777
+/// through this index, and the default as v3's 1000).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc, the global allocator of the binary and the benches, never hand freed pages
+/// back to the kernel: a training step on the CPU frees and reallocates the same tensor buffers
+/// every step, and with mimalloc's default delay (1 s) the pages it purges come back as fresh
+/// zeroed (huge) pages, about 4% of a step of the base's model (docs/performance.md). The process
+/// keeps its peak footprint instead (+3% there). Harmless where mimalloc is not the allocator.
+pub fn keep_freed_pages() {
+    // SAFETY: sets one integer option of the allocator; mimalloc reads options atomically and
+    // accepts -1 ("no purging at all", mimalloc.h) for this one.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}

@@ -12,26 +12,6 @@ mod cli;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its `mi_option_t` enum in `mimalloc.h`, v2 and v3: the
-/// option after `mi_option_deprecated_eager_commit_delay` = 14, which libmimalloc-sys names, and
-/// before `mi_option_use_numa_nodes` = 16; checked: `MIMALLOC_PURGE_DELAY=777` reads back as 777
-/// through this index, and the default as v3's 1000).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Never hand freed pages back to the kernel: a training step frees and reallocates the same
-/// tensor buffers every step, and with mimalloc's default delay (1 s) the pages it purges come
-/// back as fresh zeroed (huge) pages, about 5% of a step of the base's model in kernel time
-/// (docs/performance.md). The process keeps its peak footprint instead (+3% there).
-fn keep_freed_pages() {
-    // SAFETY: sets one integer option of the allocator; mimalloc reads options atomically and
-    // accepts -1 ("no purging at all", mimalloc.h) for this one.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    debug_assert_eq!(
-        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
-        -1
-    );
-}
-
 /// skillit: the synthetic experiments of Skill-it! (Chen et al., NeurIPS 2023), reproducible.
 #[derive(Parser)]
 #[command(name = "skillit", version, about, long_about = None)]
@@ -127,7 +107,7 @@ enum Command {
 const BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
-    keep_freed_pages();
+    skillit::device::keep_freed_pages();
     cli::report_panics_as_bugs();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
