@@ -120,6 +120,41 @@ pub fn select(kind: DeviceKind) -> Result<Selected> {
     })
 }
 
+/// burn's own knob for its default device (burn-dispatch 0.22.1, `device.rs`, `impl Default for
+/// Device`): a backend's name, else the first enabled backend in burn's order, GPUs first.
+pub const BURN_DEVICE: &str = "BURN_DEVICE";
+
+/// [`select`] for a whole process (the command line): also pins burn's default device to the
+/// selection. burn materialises a loaded optimizer state on its *default* device and moves it to
+/// the parameters' device only at the next step (burn-optim 0.22.1,
+/// `optim/module/module_optimizer.rs:247`, `load_record`: `let device = Device::default();`).
+/// With the default features that device is wgpu, so every resumed flex run (a checkpoint's
+/// optimizer) brought up a GPU backend for nothing: the Vulkan driver and its threads in a CPU
+/// process, a GPU held on a shared machine, and a panic where the machine has no adapter or the
+/// environment names a backend this build lacks. Sets `BURN_DEVICE`, so call it before the
+/// process starts threads; `auto` leaves burn's choice (and a `BURN_DEVICE` set by the user,
+/// checked here) alone.
+pub fn select_for_process(kind: DeviceKind) -> Result<Selected> {
+    if kind == DeviceKind::Auto {
+        if let Ok(name) = std::env::var(BURN_DEVICE) {
+            let built = built();
+            if name == "auto" || !built.contains(&name.to_lowercase().as_str()) {
+                return Err(Error::Invalid {
+                    origin: "the environment".into(),
+                    field: BURN_DEVICE.into(),
+                    message: format!(
+                        "`{name}` is not a backend of this build (built: {})",
+                        built[1..].join(", ")
+                    ),
+                });
+            }
+        }
+    } else {
+        std::env::set_var(BURN_DEVICE, kind.as_str());
+    }
+    select(kind)
+}
+
 /// The machine a run runs on, for its record: the CPU's model name (from Linux's /proc/cpuinfo,
 /// where it has one), the logical CPUs this process may use, the OS and the architecture, e.g.
 /// `AMD EPYC 7B13, 2 logical CPUs, linux x86_64`. A GPU's name is the run's `adapter`.

@@ -25,6 +25,8 @@ struct Case {
     unwritten: Vec<String>,
     #[serde(default)]
     readonly: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +75,7 @@ fn every_bad_input_is_one_line_and_its_exit_status() {
         let args: Vec<String> = case.args.iter().map(|a| fill(a)).collect();
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_skillit"))
             .args(&args)
+            .envs(&case.env)
             .current_dir(tmp.path())
             .output()
             .unwrap();

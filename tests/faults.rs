@@ -293,6 +293,56 @@ fn killed_sweep_ends_as_if_never_killed(kills: usize, extra: &[&str]) {
     assert_eq!(read(&killed), expected);
 }
 
+/// A flex run resumed from its checkpoint keeps its optimizer state on its own device. burn
+/// materialises a loaded optimizer state on its *default* device (`BURN_DEVICE`, else wgpu in this
+/// build: a GPU backend brought up in a CPU run), which the command line pins to `--device`
+/// (`device::select_for_process`). The resume here runs with `BURN_DEVICE` naming no backend, so
+/// a lookup of burn's default device panics: before the pin, every resume did.
+#[test]
+fn a_resumed_flex_run_loads_its_optimizer_on_its_own_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("resume.toml");
+    let one_run = SWEEP
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace("steps = 60", "steps = 200")
+        .replace(
+            "[[methods]]\nname = \"skill_it\"\n[[methods]]\nname = \"no_graph\"\n",
+            "",
+        );
+    assert!(!one_run.contains("skill_it"), "the sweep keeps one method");
+    std::fs::write(&file, one_run).unwrap();
+    let file = file.display().to_string();
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    let o = sweep(&file, &whole, "1").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Kill the run as soon as its first checkpoint (step 10 of 200) is written.
+    let state = killed.join("runs/stratified-s0/checkpoint/state.json");
+    let mut child = sweep(&file, &killed, "1").spawn().unwrap();
+    let t0 = Instant::now();
+    while !state.exists() {
+        assert!(
+            t0.elapsed().as_secs() < 600,
+            "no checkpoint within 10 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        finished_manifests(&killed).is_empty(),
+        "the run finished before the kill, so nothing is resumed"
+    );
+
+    let o = sweep(&file, &killed, "1")
+        .env("BURN_DEVICE", "no-such-backend")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(read(&whole), read(&killed));
+}
+
 /// A run that diverges fails within its step, is recorded with its reason in runs.csv, and the
 /// sweep goes on; a restart leaves it alone unless asked with --retry-failed.
 #[test]

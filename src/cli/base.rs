@@ -37,7 +37,7 @@ impl BaseCommand {
                 device,
             } => {
                 let recipe = skillit::pretrain::Recipe::read(&recipe)?;
-                let selected = skillit::device::select(device)?;
+                let selected = skillit::device::select_for_process(device)?;
                 let total: u64 = recipe.stages.iter().map(|(c, _)| c.training.steps).sum();
                 let bar = steps_bar(total);
                 let mut before = 0;

@@ -70,7 +70,7 @@ impl BenchArgs {
         }
         let pack = pack.map(check_pack).transpose()?;
         run.validate("command line")?;
-        let selected = skillit::device::select(device)?;
+        let selected = skillit::device::select_for_process(device)?;
         let speed = skillit::train::measure_speed(&run, &selected, warmup, steps, evals)?;
         let mut json = serde_json::to_value(&speed).expect("speed serializes");
         json["task"] = run.task.build()?.describe().into();

@@ -116,7 +116,7 @@ impl LearnArgs {
         }
         let pack = check_pack(pack)?;
         skillit::results::prepare_output_dir(&probe_dir, "--out")?;
-        let selected = skillit::device::select(device)?;
+        let selected = skillit::device::select_for_process(device)?;
         let k = request.base.task.build()?.num_skills();
         let runs_per_seed = k + if how == skillit::graph_learn::How::Brute {
             k * (k - 1) / 2

@@ -20,7 +20,7 @@ impl RerunArgs {
         let RerunArgs { run, out, device } = self;
         let out = out.unwrap_or_else(|| run.join("rerun"));
         let recorded = skillit::train::read_manifest(&run)?;
-        let selected = skillit::device::select(device)?;
+        let selected = skillit::device::select_for_process(device)?;
         eprintln!(
             "rerunning {} (recorded on {}, git {}) on {} into {}",
             recorded.run_id,

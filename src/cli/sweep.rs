@@ -79,7 +79,7 @@ impl SweepArgs {
                 reused.join(", ")
             );
         }
-        let selected = skillit::device::select(self.device)?;
+        let selected = skillit::device::select_for_process(self.device)?;
         let todo: Vec<&PlannedRun> = mine
             .into_iter()
             .filter(|r| !skillit::sweep::is_done(&self.out, &r.run_id, self.retry_failed))
@@ -137,7 +137,7 @@ impl SweepArgs {
                 r.run_id, r.method, r.seed, r.config.training.steps,
             );
         }
-        let selected = skillit::device::select(self.device)?;
+        let selected = skillit::device::select_for_process(self.device)?;
         if let Some(e) = skillit::sweep::estimate(&pending, &selected, jobs)? {
             text += &format!(
                 "estimated time for the {} unfinished runs: {:.1} min with {jobs} jobs \

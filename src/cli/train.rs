@@ -119,9 +119,9 @@ impl TrainArgs {
             run.training.loss = l;
         }
         run.validate("command line")?;
+        let selected = skillit::device::select_for_process(device)?;
         skillit::results::prepare_output_dir(&out, "--out")?;
         refuse_finished(&out, force)?;
-        let selected = skillit::device::select(device)?;
         let task = run.task.build()?;
         if let Some(data) = skillit::train::DataRecord::of(task.as_ref()) {
             data.check(&out)?;
