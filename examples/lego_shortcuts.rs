@@ -3,7 +3,9 @@
 //! reads the root's literal bit answers `root bit ⊕ (the nots of the first j clauses of the
 //! queried variable's path)`: j = 0 is the s1 shortcut (the only literal bit in the sentence),
 //! j = depth − 1 the true answer. A model that counts every `not` in the sentence answers
-//! `root bit ⊕ (all nots)`, the true answer of s5 on the chain and a shortcut on the others. On
+//! `root bit ⊕ (all nots)`, the true answer of s5 on the chain and a shortcut on the others; one
+//! that counts every `not` but the leaf's (the clause of the variable no clause reads: the
+//! deepest) answers `root bit ⊕ (all nots but the leaf's)`, the true answer of s4. On
 //! fresh LEGO k = 5 examples (a stream no run trains on) this prints, per skill, how often the
 //! model's answer agrees with each rule and the mean −log p it gives each rule's bit: a rule the
 //! model follows agrees on (nearly) every example, one it ignores on about half (the rules agree
@@ -18,7 +20,7 @@ use skillit::synthetic::{stream_rng, Example, LegoGraph, Purpose, TaskSpec};
 mod support;
 
 /// The rules' bits for one example `Input: b = not y , r = val 1 , … . Output: b = val 1`:
-/// `[j = 0, 1, …, depth − 1, all nots]`.
+/// `[j = 0, 1, …, depth − 1, all nots, all nots but the leaf's]`.
 fn rules(text: &str) -> Vec<u32> {
     let (input, output) = text.split_once(" . Output: ").expect("an example");
     let clauses: Vec<(&str, bool, &str)> = input
@@ -52,6 +54,11 @@ fn rules(text: &str) -> Vec<u32> {
         .collect();
     let nots = clauses.iter().filter(|c| c.0 != root.0 && c.1).count() as u32;
     bits.push(root_bit ^ (nots % 2));
+    let leaf = clauses
+        .iter()
+        .find(|c| c.0 != root.0 && clauses.iter().all(|d| d.2 != c.0))
+        .expect("a leaf");
+    bits.push(root_bit ^ ((nots - u32::from(leaf.1)) % 2));
     bits
 }
 
@@ -87,7 +94,7 @@ fn main() {
             .iter()
             .zip(&bits)
             .all(|(e, b)| e.answer_token() == bit_ids[b[skill - 1] as usize]));
-        for rule in 0..=skill {
+        for rule in 0..=skill + 1 {
             // The same prompts, each answered by the rule's bit: accuracy against them is the
             // model's agreement with the rule.
             let relabelled: Vec<Example> = examples
@@ -102,6 +109,7 @@ fn main() {
             let eval = skillit::train::evaluate(&model, &relabelled, skill, &device, 0);
             let name = match rule {
                 r if r == skill => "all nots".to_string(),
+                r if r == skill + 1 => "all but leaf's".to_string(),
                 r if r + 1 == skill => format!("{r} hops (truth)"),
                 r => format!("{r} hops"),
             };
