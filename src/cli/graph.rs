@@ -115,8 +115,9 @@ impl LearnArgs {
             return Err(skillit::Error::flag("--jobs", "must be at least 1"));
         }
         let pack = check_pack(pack)?;
-        skillit::results::prepare_output_dir(&probe_dir, "--out")?;
+        // The device first: a bad `--device` or BURN_DEVICE must leave no probe folder behind.
         let selected = skillit::device::select_for_process(device)?;
+        skillit::results::prepare_output_dir(&probe_dir, "--out")?;
         let k = request.base.task.build()?.num_skills();
         let runs_per_seed = k + if how == skillit::graph_learn::How::Brute {
             k * (k - 1) / 2

@@ -69,6 +69,8 @@ impl SweepArgs {
         if self.dry_run {
             return self.print_plan(&plan, &mine, shard, jobs);
         }
+        // The device first: a bad `--device` or BURN_DEVICE must leave no folder behind.
+        let selected = skillit::device::select_for_process(self.device)?;
         skillit::sweep::claim(&self.out, &plan, self.force)?;
         skillit::sweep::tidy(&self.out, &mine);
         let reused = skillit::sweep::reuse(&self.out, &mine, &self.reuse)?;
@@ -79,7 +81,6 @@ impl SweepArgs {
                 reused.join(", ")
             );
         }
-        let selected = skillit::device::select_for_process(self.device)?;
         let todo: Vec<&PlannedRun> = mine
             .into_iter()
             .filter(|r| !skillit::sweep::is_done(&self.out, &r.run_id, self.retry_failed))
