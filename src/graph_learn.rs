@@ -458,14 +458,30 @@ impl Learned {
         Ok(from_measurements(how, k, measurements, threshold))
     }
 
-    /// A table of the measured entries: mean ± sd over seeds, `*` where the edge is stable.
+    /// A table of the measured entries: mean ± sd over seeds, `*` where the edge is stable. With
+    /// one seed there is neither an sd nor a stability to show: the entries and edges stand alone.
     pub fn table(&self) -> String {
-        let mut out = format!(
-            "mean over seeds of the measured entry (rows: train skill i, columns: skill j); \
-             * = {} in every seed\n{:>6}",
-            self.rule(),
-            "i \\ j"
-        );
+        let n_seeds = self
+            .measurements
+            .iter()
+            .map(|m| m.seed)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let several = n_seeds >= 2;
+        let mut out = if several {
+            format!(
+                "mean over {n_seeds} seeds of the measured entry (rows: train skill i, columns: \
+                 skill j); * = {} in every seed\n{:>6}",
+                self.rule(),
+                "i \\ j"
+            )
+        } else {
+            format!(
+                "the measured entry of one seed (rows: train skill i, columns: skill j; no sd and \
+                 no stability with one seed)\n{:>6}",
+                "i \\ j"
+            )
+        };
         for j in 1..=self.k {
             let _ = write!(out, " {:>16}", format!("s{j}"));
         }
@@ -479,13 +495,17 @@ impl Learned {
                     .filter(|m| m.from == i && m.to == j)
                     .map(|m| m.value)
                     .collect();
-                let sd = crate::stats::sd(&values);
-                let mark = if i != j && self.stable(i, j) {
+                let mark = if several && i != j && self.stable(i, j) {
                     "*"
                 } else {
                     " "
                 };
-                let cell = format!("{:+.3} ± {:.3}{mark}", self.mean[i - 1][j - 1], sd);
+                let cell = if several {
+                    let sd = crate::stats::sd(&values);
+                    format!("{:+.3} ± {sd:.3}{mark}", self.mean[i - 1][j - 1])
+                } else {
+                    format!("{:+.3}{mark}", self.mean[i - 1][j - 1])
+                };
                 let _ = write!(out, " {cell:>16}");
             }
             out.push('\n');
@@ -496,7 +516,11 @@ impl Learned {
             .map(|(i, j)| {
                 format!(
                     "s{i} → s{j}{}",
-                    if self.stable(i, j) { " (stable)" } else { "" }
+                    if several && self.stable(i, j) {
+                        " (stable)"
+                    } else {
+                        ""
+                    }
                 )
             })
             .collect();

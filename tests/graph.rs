@@ -5,7 +5,7 @@
 
 use skillit::config::{RunConfig, TrainingConfig};
 use skillit::device::{select, DeviceKind};
-use skillit::graph_learn::{learn, How, LearnRequest};
+use skillit::graph_learn::{from_measurements, learn, How, LearnRequest, Measurement};
 use skillit::model::ModelConfig;
 use skillit::synthetic::{LegoGraph, TaskSpec};
 
@@ -120,4 +120,38 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
     )
     .unwrap();
     assert_eq!(again.mean, brute.mean);
+}
+
+/// The table of a graph learned from one seed shows its entries and edges but no sd (one value
+/// has none: it printed `± NaN`) and no stability (every edge "passes in every seed" trivially).
+#[test]
+fn a_one_seed_table_claims_no_sd_and_no_stability() {
+    // Brute, k = 2, threshold 0.05: A[1][2] = 0.1 > −0.05 and s2's own entry 0.5 > 0.05, so
+    // s1 → s2 is an edge; A[2][1] = −0.2 < −0.05, so s2 → s1 is not.
+    let entries = [(1, 1, 0.5), (2, 2, 0.5), (1, 2, 0.1), (2, 1, -0.2)];
+    let measured = |seeds: &[u64]| -> Vec<Measurement> {
+        seeds
+            .iter()
+            .flat_map(|&seed| {
+                entries.iter().map(move |&(from, to, value)| Measurement {
+                    seed,
+                    from,
+                    to,
+                    loss_start: 1.0,
+                    loss_probe: 1.0 - value,
+                    loss_baseline: 1.0,
+                    value,
+                })
+            })
+            .collect()
+    };
+    let one = from_measurements(How::Brute, 2, measured(&[0]), 0.05).table();
+    assert!(!one.contains("NaN") && !one.contains('±'), "\n{one}");
+    assert!(!one.contains("stable") && !one.contains('*'), "\n{one}");
+    assert!(one.contains("edges: s1 → s2\n"), "\n{one}");
+    assert!(one.contains("+0.100"), "\n{one}");
+    // Two seeds with the same values: sd 0, and the edge passes in both.
+    let two = from_measurements(How::Brute, 2, measured(&[0, 1]), 0.05).table();
+    assert!(two.contains("+0.100 ± 0.000*"), "\n{two}");
+    assert!(two.contains("edges: s1 → s2 (stable)"), "\n{two}");
 }
