@@ -9,7 +9,8 @@
 //!   helps j more than j's own extra examples do). The diagonal is j alone's relative drop.
 //!
 //! Every probe of one seed starts from the same model and draws each skill's examples from the same
-//! stream. That model is the seed's fresh initialisation, or with `warm_start` W > 0 a *base run*
+//! stream. That model is the run config's `init` (a committed base) or else the seed's fresh
+//! initialisation, or with `warm_start` W > 0 a *base run* from it
 //! trained W steps on the stratified mixture (as the paper probes a pretrained model): from a fresh
 //! model every probe first learns the answer format (the loss over the whole vocabulary falls from
 //! ln V for every skill whatever is trained), which links every skill to every other. The weighted matrix is the mean over seeds; the graph
@@ -115,7 +116,9 @@ impl LearnRequest {
         config.target = None;
         config.train_skills = None;
         config.eval_skills = None;
-        config.init = None;
+        // The config's `init` (a committed base, a run's weights) stays: the base runs, and the
+        // probes without a warm start, start from it. (It was cleared here until the nineteenth
+        // session, so the graphs "from the base" were learned from a fresh initialisation.)
         config.seed = seed;
         config.method = MethodSpec::Fixed { weights };
         let t = &mut config.training;

@@ -155,3 +155,28 @@ fn a_one_seed_table_claims_no_sd_and_no_stability() {
     assert!(two.contains("+0.100 ± 0.000*"), "\n{two}");
     assert!(two.contains("edges: s1 → s2 (stable)"), "\n{two}");
 }
+
+/// The probes start from the run config's `init` (a committed base, a run's weights): directly
+/// without a warm start, through the base run with one. (`init` was once dropped, so a graph
+/// "from a base" was learned from a fresh initialisation.)
+#[test]
+fn probes_start_from_the_configs_init() {
+    let init = std::path::PathBuf::from("runs/some-run/model.bpk");
+    let mut cold = request(How::Linear, vec![0]);
+    cold.base.init = Some(init.clone());
+    cold.warm_start = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let probes = cold.probes(dir.path()).unwrap();
+    assert_eq!(probes.len(), 4);
+    assert!(probes.iter().all(|p| p.config.init.as_ref() == Some(&init)));
+    assert!(cold.base_runs().unwrap().is_empty());
+    let mut warm = cold.clone();
+    warm.warm_start = 50;
+    let bases = warm.base_runs().unwrap();
+    assert_eq!(bases.len(), 1);
+    assert_eq!(bases[0].config.init.as_ref(), Some(&init));
+    let probes = warm.probes(dir.path()).unwrap();
+    assert!(probes
+        .iter()
+        .all(|p| p.config.init.as_ref() != Some(&init) && p.config.init.is_some()));
+}
