@@ -117,8 +117,7 @@ impl LearnRequest {
         config.train_skills = None;
         config.eval_skills = None;
         // The config's `init` (a committed base, a run's weights) stays: the base runs, and the
-        // probes without a warm start, start from it. (It was cleared here until the nineteenth
-        // session, so the graphs "from the base" were learned from a fresh initialisation.)
+        // probes without a warm start, start from it.
         config.seed = seed;
         config.method = MethodSpec::Fixed { weights };
         let t = &mut config.training;
@@ -352,7 +351,8 @@ pub fn from_measurements(
 }
 
 impl Learned {
-    /// Whether edge i → j (1-based) exceeds the threshold in every seed.
+    /// Whether edge i → j (1-based) exceeds the threshold in every seed, of two or more: one seed
+    /// (one measurement of the entry) says nothing about stability.
     pub fn stable(&self, i: usize, j: usize) -> bool {
         let own = |seed: u64| {
             self.measurements
@@ -365,7 +365,7 @@ impl Learned {
             .iter()
             .filter(|m| m.from == i && m.to == j)
             .collect();
-        !entries.is_empty()
+        entries.len() >= 2
             && entries
                 .iter()
                 .all(|m| passes(self.how, m.value, own(m.seed), self.threshold))
@@ -498,7 +498,7 @@ impl Learned {
                     .filter(|m| m.from == i && m.to == j)
                     .map(|m| m.value)
                     .collect();
-                let mark = if several && i != j && self.stable(i, j) {
+                let mark = if i != j && self.stable(i, j) {
                     "*"
                 } else {
                     " "
@@ -519,11 +519,7 @@ impl Learned {
             .map(|(i, j)| {
                 format!(
                     "s{i} → s{j}{}",
-                    if several && self.stable(i, j) {
-                        " (stable)"
-                    } else {
-                        ""
-                    }
+                    if self.stable(i, j) { " (stable)" } else { "" }
                 )
             })
             .collect();

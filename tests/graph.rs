@@ -175,8 +175,10 @@ fn probes_start_from_the_configs_init() {
     let bases = warm.base_runs().unwrap();
     assert_eq!(bases.len(), 1);
     assert_eq!(bases[0].config.init.as_ref(), Some(&init));
+    // With a warm start every probe starts from its seed's base run, which started from `init`.
+    let base_weights = dir.path().join("runs/base-seed0/model.bpk");
     let probes = warm.probes(dir.path()).unwrap();
     assert!(probes
         .iter()
-        .all(|p| p.config.init.as_ref() != Some(&init) && p.config.init.is_some()));
+        .all(|p| p.config.init.as_ref() == Some(&base_weights)));
 }
