@@ -56,7 +56,8 @@ pub struct LearnRequest {
     pub seeds: Vec<u64>,
     /// The relative loss change an edge must exceed.
     pub threshold: f64,
-    /// Steps of the stratified base run the probes start from (0: a fresh model).
+    /// Steps of the stratified base run the probes start from (0: the config's `init`, or a fresh
+    /// model, directly).
     pub warm_start: u64,
 }
 

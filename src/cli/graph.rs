@@ -38,8 +38,9 @@ pub struct LearnArgs {
     /// The relative loss change an edge must exceed.
     #[arg(long, default_value_t = 0.05)]
     pub threshold: f64,
-    /// Steps of the stratified base run the probes start from (0: a fresh model, whose
-    /// probes all learn the answer format first).
+    /// Steps of the stratified base run the probes start from, itself started from the config's
+    /// `init` or a fresh model (0: the probes start from that model directly; from a fresh model,
+    /// or a base that answers in other words, every probe first learns the answer format).
     #[arg(long, default_value_t = 1000)]
     pub warm_start: u64,
     /// Model and training settings: laptop (default) or paper.
