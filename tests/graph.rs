@@ -182,3 +182,36 @@ fn probes_start_from_the_configs_init() {
         .iter()
         .all(|p| p.config.init.as_ref() == Some(&base_weights)));
 }
+
+/// Every learned graph committed under results/graphs/ is what the threshold rule makes of the
+/// measurements committed beside it (its `.csv`), and its header comment holds their mean matrix:
+/// a graph file is never edited by hand away from its data.
+#[test]
+fn committed_learned_graphs_follow_from_their_measurements() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/graphs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let csv = path.with_extension("csv");
+        if path.extension().is_none_or(|e| e != "toml") || !csv.exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let how = if text.contains("(Brute)") {
+            How::Brute
+        } else {
+            How::Linear
+        };
+        let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, 0.05).unwrap();
+        let graph = skillit::graph::SkillsGraph::read(&path, learned.k).unwrap();
+        assert_eq!(graph.matrix, learned.graph.matrix, "{}", path.display());
+        for row in &learned.mean {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:+.4}")).collect();
+            let line = format!("#   [{}]", cells.join(", "));
+            assert!(text.contains(&line), "{}: no line {line}", path.display());
+        }
+        checked += 1;
+    }
+    // lego_, addition_ (linear, brute) and lego_chains8p_ (the fresh and the base's).
+    assert!(checked >= 7, "only {checked} graph files with measurements");
+}
