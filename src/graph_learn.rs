@@ -61,6 +61,18 @@ pub struct LearnRequest {
     pub warm_start: u64,
 }
 
+impl How {
+    /// How the graph file `text` (as [`Learned::graph_toml`] wrote it) was measured: its
+    /// description names the way, `(Brute)` or `(Linear)`.
+    pub fn of_graph_file(text: &str) -> Self {
+        if text.contains("(Brute)") {
+            How::Brute
+        } else {
+            How::Linear
+        }
+    }
+}
+
 /// One measured entry of one seed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurement {
@@ -401,9 +413,8 @@ impl Learned {
             text,
             "# Measured entries (mean over seeds; rows: train skill i):"
         );
-        for row in &self.mean {
-            let cells: Vec<String> = row.iter().map(|v| format!("{v:+.4}")).collect();
-            let _ = writeln!(text, "#   [{}]", cells.join(", "));
+        for line in self.mean_comment_lines() {
+            let _ = writeln!(text, "{line}");
         }
         let ids = |v: &[usize]| {
             v.iter()
@@ -420,6 +431,17 @@ impl Learned {
         }
         let _ = writeln!(text, "]");
         text
+    }
+
+    /// The mean matrix as the graph file's header comment holds it, a line a row.
+    pub fn mean_comment_lines(&self) -> Vec<String> {
+        self.mean
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> = row.iter().map(|v| format!("{v:+.4}")).collect();
+                format!("#   [{}]", cells.join(", "))
+            })
+            .collect()
     }
 
     /// The per-seed measurements as CSV.

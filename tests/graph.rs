@@ -197,17 +197,11 @@ fn committed_learned_graphs_follow_from_their_measurements() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let how = if text.contains("(Brute)") {
-            How::Brute
-        } else {
-            How::Linear
-        };
+        let how = How::of_graph_file(&text);
         let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, 0.05).unwrap();
         let graph = skillit::graph::SkillsGraph::read(&path, learned.k).unwrap();
         assert_eq!(graph.matrix, learned.graph.matrix, "{}", path.display());
-        for row in &learned.mean {
-            let cells: Vec<String> = row.iter().map(|v| format!("{v:+.4}")).collect();
-            let line = format!("#   [{}]", cells.join(", "));
+        for line in learned.mean_comment_lines() {
             assert!(text.contains(&line), "{}: no line {line}", path.display());
         }
         checked += 1;

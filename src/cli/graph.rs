@@ -217,11 +217,7 @@ impl ShowArgs {
         }
         let csv = file.with_extension("csv");
         if csv.exists() {
-            let how = if text.contains("(Brute)") {
-                skillit::graph_learn::How::Brute
-            } else {
-                skillit::graph_learn::How::Linear
-            };
+            let how = skillit::graph_learn::How::of_graph_file(&text);
             let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, threshold)?;
             out += &learned.table();
         } else {
