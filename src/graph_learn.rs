@@ -17,10 +17,22 @@
 //! Skill-It uses keeps the diagonal at 1 and puts [`EDGE_WEIGHT`] (0.5, as the published graphs) on
 //! each edge i → j (i ≠ j) that passes the threshold rule τ (`threshold`, default 0.05):
 //! - linear: A[i][j] > τ: training on i alone lowers j's loss by more than τ of its start;
-//! - brute: A[i][j] > −τ and A[j][j] > τ: j learns from its own examples within H steps (its loss
-//!   drops by more than τ), and replacing half of them by i's raises j's final loss by less than τ of
-//!   its start (i serves j about as well as j's own data; an unrelated skill costs far more). Where j
-//!   learns nothing in H steps, nothing can be said of what helps it: no edge.
+//! - brute, rule `serves` (the default): A[i][j] > −τ and A[j][j] > τ: j learns from its own
+//!   examples within H steps (its loss drops by more than τ), and replacing half of them by i's
+//!   raises j's final loss by less than τ of its start (i serves j about as well as j's own data; an
+//!   unrelated skill costs far more). Where j learns nothing in H steps, nothing can be said of what
+//!   helps it: no edge.
+//! - brute, rule `gain` (`--rule gain`): A[i][j] > τ: the mix lowers j's loss more than j alone,
+//!   by more than τ of its start: i helps j more than j's own extra examples do. This is the first
+//!   clause of the paper's rule (docs/paper.md §8: "the mix lowers j's loss more, or reaches j's
+//!   target loss with fewer examples of j"); its second clause needs the probes' curves, which the
+//!   measurements do not keep. It finds what `serves` cannot: a j that learns nothing alone in H
+//!   steps but learns with i (from `bases/chains8p`, s2 makes s4 learnable: results/graphs/).
+//!
+//! The authors published no graph-learning code, so neither rule has a code default to follow;
+//! `serves` stays the default because the committed graphs (and the sweeps that use them) were
+//! judged by it. `skillit graph rethreshold` judges a learned graph's measurements again under
+//! another rule or threshold without training anything.
 //!
 //! An edge is *stable* when it passes in every seed.
 
@@ -56,6 +68,8 @@ pub struct LearnRequest {
     pub seeds: Vec<u64>,
     /// The relative loss change an edge must exceed.
     pub threshold: f64,
+    /// Which entries make an edge.
+    pub rule: Rule,
     /// Steps of the stratified base run the probes start from (0: the config's `init`, or a fresh
     /// model, directly).
     pub warm_start: u64,
@@ -69,6 +83,53 @@ impl How {
             How::Brute
         } else {
             How::Linear
+        }
+    }
+}
+
+/// Which measured entries make an edge (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// A[i][j] > τ: training with i lowers j's loss by more than τ of its start (linear: more
+    /// than nothing; brute: more than j's own examples do).
+    Gain,
+    /// Brute only: A[i][j] > −τ where A[j][j] > τ: i serves j about as well as j's own data.
+    Serves,
+}
+
+/// What the graph file says of its rule: [`Learned::rule`]'s words for `serves`.
+const SERVES_WORDS: &str = "where column j's own entry is above";
+
+impl Rule {
+    /// The rule a way of measuring uses unless told otherwise: `gain` for linear, `serves` for
+    /// brute.
+    pub fn default_for(how: How) -> Self {
+        match how {
+            How::Linear => Rule::Gain,
+            How::Brute => Rule::Serves,
+        }
+    }
+
+    /// Whether the rule applies to `how`: `serves` compares with j alone, which only brute
+    /// measures.
+    pub fn check(self, how: How) -> Result<()> {
+        if self == Rule::Serves && how == How::Linear {
+            return Err(Error::flag(
+                "--rule",
+                "serves compares the mix with j trained alone, which only --how brute measures:                  use gain with linear",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rule the graph file `text` (as [`Learned::graph_toml`] wrote it) was judged by, from
+    /// its `# Rule:` line.
+    pub fn of_graph_file(text: &str) -> Self {
+        if text.contains(SERVES_WORDS) {
+            Rule::Serves
+        } else {
+            Rule::Gain
         }
     }
 }
@@ -102,6 +163,7 @@ pub struct Learned {
     /// The graph Skill-It uses (threshold rule).
     pub graph: SkillsGraph,
     pub threshold: f64,
+    pub rule: Rule,
 }
 
 impl LearnRequest {
@@ -119,6 +181,7 @@ impl LearnRequest {
                 format!("{} is not a finite number", self.threshold),
             ));
         }
+        self.rule.check(self.how)?;
         self.base.validate("command line")
     }
 
@@ -262,6 +325,7 @@ pub fn assemble(request: &LearnRequest, dir: &Path, probes: &[PlannedRun]) -> Re
     }
     Ok(from_measurements(
         request.how,
+        request.rule,
         k,
         measurements,
         request.threshold,
@@ -311,16 +375,17 @@ pub fn steps_to_train(request: &LearnRequest, dir: &Path) -> Result<u64> {
 
 /// Whether a measured entry passes the threshold rule (module docs); `own` is the column skill's
 /// own entry A[j][j].
-pub fn passes(how: How, value: f64, own: f64, threshold: f64) -> bool {
-    match how {
-        How::Linear => value > threshold,
-        How::Brute => value > -threshold && own > threshold,
+pub fn passes(rule: Rule, value: f64, own: f64, threshold: f64) -> bool {
+    match rule {
+        Rule::Gain => value > threshold,
+        Rule::Serves => value > -threshold && own > threshold,
     }
 }
 
 /// The mean matrix and the thresholded graph from per-seed measurements.
 pub fn from_measurements(
     how: How,
+    rule: Rule,
     k: usize,
     measurements: Vec<Measurement>,
     threshold: f64,
@@ -340,7 +405,7 @@ pub fn from_measurements(
         .map(|i| {
             (0..k)
                 .map(
-                    |j| match (i == j, passes(how, mean[i][j], mean[j][j], threshold)) {
+                    |j| match (i == j, passes(rule, mean[i][j], mean[j][j], threshold)) {
                         (true, _) => 1.0,
                         (false, true) => EDGE_WEIGHT,
                         (false, false) => 0.0,
@@ -360,7 +425,20 @@ pub fn from_measurements(
             matrix,
         },
         threshold,
+        rule,
     }
+}
+
+/// How a graph file written by [`Learned::graph_toml`] begins: this, then its description.
+const GRAPH_FILE_HEAD: &str = "# A skills graph learned by `skillit graph learn`: ";
+
+/// The description a graph file's first line holds (empty where it has none).
+fn description_of(text: &str) -> String {
+    text.lines()
+        .next()
+        .and_then(|line| line.strip_prefix(GRAPH_FILE_HEAD))
+        .map(|d| d.strip_suffix('.').unwrap_or(d).to_string())
+        .unwrap_or_default()
 }
 
 impl Learned {
@@ -381,15 +459,15 @@ impl Learned {
         entries.len() >= 2
             && entries
                 .iter()
-                .all(|m| passes(self.how, m.value, own(m.seed), self.threshold))
+                .all(|m| passes(self.rule, m.value, own(m.seed), self.threshold))
     }
 
-    /// The threshold rule in words.
-    fn rule(&self) -> String {
-        match self.how {
-            How::Linear => format!("above {}", self.threshold),
-            How::Brute => format!(
-                "above {} where column j's own entry is above {}",
+    /// The threshold rule in words ([`Rule::of_graph_file`] reads them back).
+    fn rule_words(&self) -> String {
+        match self.rule {
+            Rule::Gain => format!("above {}", self.threshold),
+            Rule::Serves => format!(
+                "above {} {SERVES_WORDS} {}",
                 -self.threshold, self.threshold
             ),
         }
@@ -399,15 +477,12 @@ impl Learned {
     /// matrix in comments.
     pub fn graph_toml(&self, description: &str) -> String {
         let mut text = String::new();
-        let _ = writeln!(
-            text,
-            "# A skills graph learned by `skillit graph learn`: {description}."
-        );
+        let _ = writeln!(text, "{GRAPH_FILE_HEAD}{description}.");
         let _ = writeln!(
             text,
             "# Rule: diagonal 1; edge i → j at {EDGE_WEIGHT} where the mean over seeds of the \
              measured entry is {} (see src/graph_learn.rs).",
-            self.rule()
+            self.rule_words()
         );
         let _ = writeln!(
             text,
@@ -453,8 +528,30 @@ impl Learned {
         w.into_inner().expect("writing CSV to memory cannot fail")
     }
 
+    /// The learned graph a graph file `toml` holds, from the measurements CSV beside it, judged by
+    /// the rule its `# Rule:` line names at `threshold`; `None` without a CSV (a published or
+    /// hand-written graph). Also returns the file's description.
+    pub fn read_graph_file(toml: &Path, threshold: f64) -> Result<Option<(Self, String)>> {
+        let csv = toml.with_extension("csv");
+        if !csv.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(toml).map_err(|e| Error::Invalid {
+            origin: toml.display().to_string(),
+            field: "file".into(),
+            message: format!("cannot be read: {e}"),
+        })?;
+        let learned = Self::read_measurements(
+            &csv,
+            How::of_graph_file(&text),
+            Rule::of_graph_file(&text),
+            threshold,
+        )?;
+        Ok(Some((learned, description_of(&text))))
+    }
+
     /// Reads the measurements CSV written beside a graph file.
-    pub fn read_measurements(path: &Path, how: How, threshold: f64) -> Result<Self> {
+    pub fn read_measurements(path: &Path, how: How, rule: Rule, threshold: f64) -> Result<Self> {
         let origin = path.display().to_string();
         let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Invalid {
             origin: origin.clone(),
@@ -481,7 +578,7 @@ impl Learned {
                 message: "no measurements".into(),
             });
         }
-        Ok(from_measurements(how, k, measurements, threshold))
+        Ok(from_measurements(how, rule, k, measurements, threshold))
     }
 
     /// A table of the measured entries: mean ± sd over seeds, `*` where the edge is stable. With
@@ -498,7 +595,7 @@ impl Learned {
             format!(
                 "mean over {n_seeds} seeds of the measured entry (rows: train skill i, columns: \
                  skill j); * = {} in every seed\n{:>6}",
-                self.rule(),
+                self.rule_words(),
                 "i \\ j"
             )
         } else {

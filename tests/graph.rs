@@ -5,7 +5,7 @@
 
 use skillit::config::{RunConfig, TrainingConfig};
 use skillit::device::{select, DeviceKind};
-use skillit::graph_learn::{from_measurements, learn, How, LearnRequest, Measurement};
+use skillit::graph_learn::{from_measurements, learn, How, LearnRequest, Measurement, Rule};
 use skillit::model::ModelConfig;
 use skillit::synthetic::{LegoGraph, TaskSpec};
 
@@ -39,6 +39,7 @@ fn request(how: How, seeds: Vec<u64>) -> LearnRequest {
         steps: 300,
         seeds,
         threshold: 0.05,
+        rule: Rule::default_for(how),
         warm_start: 300,
     }
 }
@@ -145,15 +146,94 @@ fn a_one_seed_table_claims_no_sd_and_no_stability() {
             })
             .collect()
     };
-    let one = from_measurements(How::Brute, 2, measured(&[0]), 0.05).table();
+    let one = from_measurements(How::Brute, Rule::Serves, 2, measured(&[0]), 0.05).table();
     assert!(!one.contains("NaN") && !one.contains('±'), "\n{one}");
     assert!(!one.contains("stable") && !one.contains('*'), "\n{one}");
     assert!(one.contains("edges: s1 → s2\n"), "\n{one}");
     assert!(one.contains("+0.100"), "\n{one}");
     // Two seeds with the same values: sd 0, and the edge passes in both.
-    let two = from_measurements(How::Brute, 2, measured(&[0, 1]), 0.05).table();
+    let two = from_measurements(How::Brute, Rule::Serves, 2, measured(&[0, 1]), 0.05).table();
     assert!(two.contains("+0.100 ± 0.000*"), "\n{two}");
     assert!(two.contains("edges: s1 → s2 (stable)"), "\n{two}");
+}
+
+/// The two brute-force rules judge the same measurements differently where j learns nothing alone.
+#[test]
+fn the_gain_rule_finds_what_makes_an_unlearnable_skill_learnable() {
+    // k = 2, τ = 0.05. s2 learns nothing alone (A[2][2] = 0.0), but mixed with s1 its loss ends
+    // 0.3 of its start below s2 alone's (A[1][2] = +0.3); s2 costs s1 a little (A[2][1] = −0.02).
+    // serves: 1 → 2 needs A[2][2] = 0.0 > 0.05: no; 2 → 1: −0.02 > −0.05 and A[1][1] = 0.5 >
+    //   0.05: edge.
+    // gain: 1 → 2: 0.3 > 0.05: edge; 2 → 1: −0.02 > 0.05: no.
+    let entries = [(1, 1, 0.5), (2, 2, 0.0), (1, 2, 0.3), (2, 1, -0.02)];
+    let measured: Vec<Measurement> = [0u64, 1]
+        .iter()
+        .flat_map(|&seed| {
+            entries.iter().map(move |&(from, to, value)| Measurement {
+                seed,
+                from,
+                to,
+                loss_start: 1.0,
+                loss_probe: 1.0 - value,
+                loss_baseline: 1.0,
+                value,
+            })
+        })
+        .collect();
+    let serves = from_measurements(How::Brute, Rule::Serves, 2, measured.clone(), 0.05);
+    assert_eq!(edges(&serves.graph), vec![(2, 1)]);
+    let gain = from_measurements(How::Brute, Rule::Gain, 2, measured, 0.05);
+    assert_eq!(edges(&gain.graph), vec![(1, 2)]);
+    assert!(
+        gain.table().contains("edges: s1 → s2 (stable)"),
+        "{}",
+        gain.table()
+    );
+    // Each file names its rule, and reading it back judges it by that rule.
+    let dir = tempfile::tempdir().unwrap();
+    for learned in [&serves, &gain] {
+        let path = dir.path().join(format!("{:?}.toml", learned.rule));
+        std::fs::write(&path, learned.graph_toml("LEGO (Brute), H = 5 steps")).unwrap();
+        std::fs::write(path.with_extension("csv"), learned.measurements_csv()).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Rule::of_graph_file(&text), learned.rule);
+        let (back, description) = skillit::graph_learn::Learned::read_graph_file(&path, 0.05)
+            .unwrap()
+            .unwrap();
+        assert_eq!(back.graph.matrix, learned.graph.matrix);
+        assert_eq!(description, "LEGO (Brute), H = 5 steps");
+    }
+}
+
+/// `skillit graph rethreshold` judges the committed brute-force graph from `bases/chains8p` by the
+/// gain rule without training: its measured means (results/graphs/lego_chains8p_base_brute.toml)
+/// are above 0.05 exactly at s2 → s3 (+0.29), s2 → s4 (+0.84) and s2 → s5 (+0.30).
+#[test]
+fn rethreshold_judges_a_committed_graph_again() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gain.toml");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_skillit"))
+        .args(["graph", "rethreshold", "--rule", "gain", "--out"])
+        .arg(&out)
+        .arg(root.join("results/graphs/lego_chains8p_base_brute.toml"))
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let graph = skillit::graph::SkillsGraph::read(&out, 5).unwrap();
+    assert_eq!(edges(&graph), vec![(2, 3), (2, 4), (2, 5)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("(Brute)") && text.contains("judged again from"),
+        "{text}"
+    );
+    assert_eq!(Rule::of_graph_file(&text), Rule::Gain);
+    // The measurements travel with it unchanged.
+    assert_eq!(
+        std::fs::read(out.with_extension("csv")).unwrap(),
+        std::fs::read(root.join("results/graphs/lego_chains8p_base_brute.csv")).unwrap()
+    );
+    assert!(out.with_extension("svg").exists());
 }
 
 /// The probes start from the run config's `init` (a committed base, a run's weights): directly
@@ -197,8 +277,9 @@ fn committed_learned_graphs_follow_from_their_measurements() {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let how = How::of_graph_file(&text);
-        let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, 0.05).unwrap();
+        let (learned, _) = skillit::graph_learn::Learned::read_graph_file(&path, 0.05)
+            .unwrap()
+            .unwrap();
         let graph = skillit::graph::SkillsGraph::read(&path, learned.k).unwrap();
         assert_eq!(graph.matrix, learned.graph.matrix, "{}", path.display());
         for line in learned.mean_comment_lines() {
@@ -206,6 +287,7 @@ fn committed_learned_graphs_follow_from_their_measurements() {
         }
         checked += 1;
     }
-    // lego_, addition_ (linear, brute) and lego_chains8p_ (the fresh and the base's).
-    assert!(checked >= 7, "only {checked} graph files with measurements");
+    // lego_, addition_ (linear, brute) and lego_chains8p_ (the fresh and the base's, and the
+    // base's brute force judged by the gain rule).
+    assert!(checked >= 8, "only {checked} graph files with measurements");
 }

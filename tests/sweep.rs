@@ -446,6 +446,8 @@ fn the_shipped_sweeps_are_valid_plans() {
         ("sweeps/base_lego_finetune.toml", 15),
         ("sweeps/base_ordered_skills.toml", 10),
         ("sweeps/base_lego_ablations.toml", 60),
+        // Skill-It with the published graph and the three learned from the base × 5 seeds.
+        ("sweeps/base_lego_graphs.toml", 20),
     ] {
         let plan = plan_of(file);
         assert_eq!(plan.runs.len(), runs, "{file}");
@@ -484,6 +486,8 @@ fn the_shipped_sweeps_are_valid_plans() {
     // Its Skill-It runs are the ablations' at η = 0.5; base_lego_chains' stratified seeds 0..2
     // (the issue-23 runs) are its own.
     twins("sweeps/base_lego_ablations.toml", &plan, "skill_it", 5);
+    // ... and the published graph's runs of the learned-graphs sweep.
+    twins("sweeps/base_lego_graphs.toml", &plan, "skill_it", 5);
     let chains = plan_of("sweeps/base_lego_chains.toml");
     twins("sweeps/base_lego_pretrain.toml", &chains, "stratified", 3);
     // The main job starts from the base LEGO's chain is learned from, a prefix LM.

@@ -15,6 +15,10 @@ pub enum GraphCommand {
     /// Print a learned graph: the matrix, and with the measurements CSV beside it, each entry's
     /// mean ± sd over seeds and which edges are stable (above the threshold in every seed).
     Show(ShowArgs),
+    /// Judge a learned graph's measurements (the CSV beside FILE) again under another rule or
+    /// threshold, training nothing: writes OUT, its `.csv` and `.svg` as `learn` does, and prints
+    /// the table.
+    Rethreshold(RethresholdArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,6 +42,10 @@ pub struct LearnArgs {
     /// The relative loss change an edge must exceed.
     #[arg(long, default_value_t = 0.05)]
     pub threshold: f64,
+    /// Which entries make an edge: gain (A[i][j] > τ; linear's rule, and with brute the first
+    /// clause of the paper's) or serves (brute's default: A[i][j] > −τ where j learns alone).
+    #[arg(long, value_enum)]
+    pub rule: Option<skillit::graph_learn::Rule>,
     /// Steps of the stratified base run the probes start from, itself started from the config's
     /// `init` or a fresh model (0: the probes start from that model directly; from a fresh model,
     /// or a base that answers in other words, every probe first learns the answer format).
@@ -64,6 +72,21 @@ pub struct LearnArgs {
 }
 
 #[derive(clap::Args)]
+pub struct RethresholdArgs {
+    /// The learned graph file, with its measurements CSV beside it.
+    pub file: PathBuf,
+    /// Which entries make an edge (as `learn --rule`).
+    #[arg(long, value_enum)]
+    pub rule: skillit::graph_learn::Rule,
+    /// The relative loss change an edge must exceed.
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// The graph file to write (TOML); its `.csv` and `.svg` go beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(clap::Args)]
 pub struct ShowArgs {
     /// The graph file.
     pub file: PathBuf,
@@ -77,6 +100,7 @@ impl GraphCommand {
         match self {
             GraphCommand::Learn(args) => args.run(),
             GraphCommand::Show(args) => args.run(),
+            GraphCommand::Rethreshold(args) => args.run(),
         }
     }
 }
@@ -90,6 +114,7 @@ impl LearnArgs {
             steps,
             seeds,
             threshold,
+            rule,
             warm_start,
             preset,
             config,
@@ -105,6 +130,7 @@ impl LearnArgs {
             steps,
             seeds: parse_seeds(&seeds)?,
             threshold,
+            rule: rule.unwrap_or(skillit::graph_learn::Rule::default_for(how)),
             warm_start,
         };
         request.validate()?;
@@ -159,16 +185,7 @@ impl LearnArgs {
             request.base.task.build()?.describe(),
             model_words(&request.base)
         );
-        skillit::results::write_atomic(&out, learned.graph_toml(&description).as_bytes())?;
-        skillit::results::write_atomic(
-            &PathBuf::from(format!("{}.csv", stem.display())),
-            &learned.measurements_csv(),
-        )?;
-        skillit::results::write_atomic(
-            &PathBuf::from(format!("{}.svg", stem.display())),
-            learned.svg(&description)?.as_bytes(),
-        )?;
-        emit(&learned.table())?;
+        write_learned(&out, &learned, &description)?;
         eprintln!(
             "wrote {} ({:.0} s)",
             out.display(),
@@ -215,16 +232,81 @@ impl ShowArgs {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:5.2}")).collect();
             out += &format!("  s{s:<3} {}\n", cells.join(" "));
         }
-        let csv = file.with_extension("csv");
-        if csv.exists() {
-            let how = skillit::graph_learn::How::of_graph_file(&text);
-            let learned = skillit::graph_learn::Learned::read_measurements(&csv, how, threshold)?;
-            out += &learned.table();
-        } else {
-            out += "no measurements beside it (a published or hand-written graph)\n";
+        match skillit::graph_learn::Learned::read_graph_file(&file, threshold)? {
+            Some((learned, _)) => out += &learned.table(),
+            None => out += "no measurements beside it (a published or hand-written graph)\n",
         }
         emit(&out)
     }
+}
+
+impl RethresholdArgs {
+    pub fn run(self) -> skillit::Result<()> {
+        let RethresholdArgs {
+            file,
+            rule,
+            threshold,
+            out,
+        } = self;
+        if !threshold.is_finite() {
+            return Err(skillit::Error::flag(
+                "--threshold",
+                format!("{threshold} is not a finite number"),
+            ));
+        }
+        let Some((learned, description)) =
+            skillit::graph_learn::Learned::read_graph_file(&file, threshold)?
+        else {
+            return Err(skillit::Error::Invalid {
+                origin: file.display().to_string(),
+                field: "file".into(),
+                message: format!(
+                    "has no measurements beside it ({} is missing): only a graph learned by \
+                     `skillit graph learn` can be judged again",
+                    file.with_extension("csv").display()
+                ),
+            });
+        };
+        rule.check(learned.how)?;
+        if out.with_extension("") == file.with_extension("") {
+            return Err(skillit::Error::flag(
+                "--out",
+                "is the graph being judged: write the new one beside it",
+            ));
+        }
+        let learned = skillit::graph_learn::from_measurements(
+            learned.how,
+            rule,
+            learned.k,
+            learned.measurements,
+            threshold,
+        );
+        let description = format!(
+            "{description}; edges judged again from {} by `skillit graph rethreshold`",
+            file.with_extension("csv").display()
+        );
+        write_learned(&out, &learned, &description)
+    }
+}
+
+/// Writes a learned graph: `out` (the graph Skill-It reads), its stem + `.csv` (the measurements)
+/// and + `.svg` (a drawing), each atomically, and prints the table.
+fn write_learned(
+    out: &std::path::Path,
+    learned: &skillit::graph_learn::Learned,
+    description: &str,
+) -> skillit::Result<()> {
+    let stem = out.with_extension("");
+    skillit::results::write_atomic(out, learned.graph_toml(description).as_bytes())?;
+    skillit::results::write_atomic(
+        &PathBuf::from(format!("{}.csv", stem.display())),
+        &learned.measurements_csv(),
+    )?;
+    skillit::results::write_atomic(
+        &PathBuf::from(format!("{}.svg", stem.display())),
+        learned.svg(description)?.as_bytes(),
+    )?;
+    emit(&learned.table())
 }
 
 /// The model a graph was learned on, for its description: its shape, and the weights it started
