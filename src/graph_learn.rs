@@ -98,7 +98,7 @@ pub enum Rule {
     Serves,
 }
 
-/// What the graph file says of its rule: [`Learned::rule`]'s words for `serves`.
+/// The words by which a graph file's `# Rule:` line names the `serves` rule.
 const SERVES_WORDS: &str = "where column j's own entry is above";
 
 impl Rule {
@@ -117,7 +117,8 @@ impl Rule {
         if self == Rule::Serves && how == How::Linear {
             return Err(Error::flag(
                 "--rule",
-                "serves compares the mix with j trained alone, which only --how brute measures:                  use gain with linear",
+                "serves compares the mix with j trained alone, which only --how brute measures: \
+                 use gain with linear",
             ));
         }
         Ok(())

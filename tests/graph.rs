@@ -123,6 +123,24 @@ fn identical_skills_are_linked_and_unrelated_ones_are_not() {
     assert_eq!(again.mean, brute.mean);
 }
 
+/// Measurements of each seed with the entries `(from, to, value)`, every start loss 1.
+fn measured(entries: &[(usize, usize, f64)], seeds: &[u64]) -> Vec<Measurement> {
+    seeds
+        .iter()
+        .flat_map(|&seed| {
+            entries.iter().map(move |&(from, to, value)| Measurement {
+                seed,
+                from,
+                to,
+                loss_start: 1.0,
+                loss_probe: 1.0 - value,
+                loss_baseline: 1.0,
+                value,
+            })
+        })
+        .collect()
+}
+
 /// The table of a graph learned from one seed shows its entries and edges but no sd (one value
 /// has none: it printed `± NaN`) and no stability (every edge "passes in every seed" trivially).
 #[test]
@@ -130,22 +148,7 @@ fn a_one_seed_table_claims_no_sd_and_no_stability() {
     // Brute, k = 2, threshold 0.05: A[1][2] = 0.1 > −0.05 and s2's own entry 0.5 > 0.05, so
     // s1 → s2 is an edge; A[2][1] = −0.2 < −0.05, so s2 → s1 is not.
     let entries = [(1, 1, 0.5), (2, 2, 0.5), (1, 2, 0.1), (2, 1, -0.2)];
-    let measured = |seeds: &[u64]| -> Vec<Measurement> {
-        seeds
-            .iter()
-            .flat_map(|&seed| {
-                entries.iter().map(move |&(from, to, value)| Measurement {
-                    seed,
-                    from,
-                    to,
-                    loss_start: 1.0,
-                    loss_probe: 1.0 - value,
-                    loss_baseline: 1.0,
-                    value,
-                })
-            })
-            .collect()
-    };
+    let measured = |seeds: &[u64]| measured(&entries, seeds);
     let one = from_measurements(How::Brute, Rule::Serves, 2, measured(&[0]), 0.05).table();
     assert!(!one.contains("NaN") && !one.contains('±'), "\n{one}");
     assert!(!one.contains("stable") && !one.contains('*'), "\n{one}");
@@ -166,20 +169,7 @@ fn the_gain_rule_finds_what_makes_an_unlearnable_skill_learnable() {
     //   0.05: edge.
     // gain: 1 → 2: 0.3 > 0.05: edge; 2 → 1: −0.02 > 0.05: no.
     let entries = [(1, 1, 0.5), (2, 2, 0.0), (1, 2, 0.3), (2, 1, -0.02)];
-    let measured: Vec<Measurement> = [0u64, 1]
-        .iter()
-        .flat_map(|&seed| {
-            entries.iter().map(move |&(from, to, value)| Measurement {
-                seed,
-                from,
-                to,
-                loss_start: 1.0,
-                loss_probe: 1.0 - value,
-                loss_baseline: 1.0,
-                value,
-            })
-        })
-        .collect();
+    let measured = measured(&entries, &[0, 1]);
     let serves = from_measurements(How::Brute, Rule::Serves, 2, measured.clone(), 0.05);
     assert_eq!(edges(&serves.graph), vec![(2, 1)]);
     let gain = from_measurements(How::Brute, Rule::Gain, 2, measured, 0.05);
