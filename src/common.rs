@@ -17,15 +17,20 @@ pub struct Evaluation {
     pub accuracy: Vec<f64>,
 }
 
+/// Reads a text file; a missing or unreadable one is one bad-input line naming the file.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::Invalid {
+        origin: path.display().to_string(),
+        field: "file".into(),
+        message: format!("cannot be read: {e}"),
+    })
+}
+
 /// Reads and parses a TOML file; a missing file or a parse error is one bad-input line naming the
 /// file and the line.
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Invalid {
-        origin: origin.clone(),
-        field: "file".into(),
-        message: format!("cannot be read: {e}"),
-    })?;
+    let text = read_text(path)?;
     toml::from_str(&text).map_err(|e| Error::Invalid {
         origin,
         field: e

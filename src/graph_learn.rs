@@ -176,12 +176,7 @@ impl LearnRequest {
         if self.seeds.is_empty() {
             return Err(Error::flag("--seeds", "give at least one seed"));
         }
-        if !self.threshold.is_finite() {
-            return Err(Error::flag(
-                "--threshold",
-                format!("{} is not a finite number", self.threshold),
-            ));
-        }
+        check_threshold(self.threshold)?;
         self.rule.check(self.how)?;
         self.base.validate("command line")
     }
@@ -374,6 +369,17 @@ pub fn steps_to_train(request: &LearnRequest, dir: &Path) -> Result<u64> {
         .sum())
 }
 
+/// Checks `--threshold`: a finite number.
+pub fn check_threshold(threshold: f64) -> Result<()> {
+    if !threshold.is_finite() {
+        return Err(Error::flag(
+            "--threshold",
+            format!("{threshold} is not a finite number"),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a measured entry passes the threshold rule (module docs); `own` is the column skill's
 /// own entry A[j][j].
 pub fn passes(rule: Rule, value: f64, own: f64, threshold: f64) -> bool {
@@ -529,26 +535,25 @@ impl Learned {
         w.into_inner().expect("writing CSV to memory cannot fail")
     }
 
-    /// The learned graph a graph file `toml` holds, from the measurements CSV beside it, judged by
-    /// the rule its `# Rule:` line names at `threshold`; `None` without a CSV (a published or
-    /// hand-written graph). Also returns the file's description.
-    pub fn read_graph_file(toml: &Path, threshold: f64) -> Result<Option<(Self, String)>> {
+    /// The learned graph the graph file `toml` (its text: `text`) holds, from the measurements
+    /// CSV beside it, judged by the rule its `# Rule:` line names at `threshold`; `None` without a
+    /// CSV (a published or hand-written graph). Also returns the file's description.
+    pub fn of_graph_file(
+        toml: &Path,
+        text: &str,
+        threshold: f64,
+    ) -> Result<Option<(Self, String)>> {
         let csv = toml.with_extension("csv");
         if !csv.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(toml).map_err(|e| Error::Invalid {
-            origin: toml.display().to_string(),
-            field: "file".into(),
-            message: format!("cannot be read: {e}"),
-        })?;
         let learned = Self::read_measurements(
             &csv,
-            How::of_graph_file(&text),
-            Rule::of_graph_file(&text),
+            How::of_graph_file(text),
+            Rule::of_graph_file(text),
             threshold,
         )?;
-        Ok(Some((learned, description_of(&text))))
+        Ok(Some((learned, description_of(text))))
     }
 
     /// Reads the measurements CSV written beside a graph file.

@@ -198,11 +198,7 @@ impl LearnArgs {
 impl ShowArgs {
     pub fn run(self) -> skillit::Result<()> {
         let ShowArgs { file, threshold } = self;
-        let text = std::fs::read_to_string(&file).map_err(|e| skillit::Error::Invalid {
-            origin: file.display().to_string(),
-            field: "file".into(),
-            message: format!("cannot be read: {e}"),
-        })?;
+        let text = skillit::common::read_text(&file)?;
         let graph: skillit::graph::SkillsGraph =
             toml::from_str(&text).map_err(|e| skillit::Error::Invalid {
                 origin: file.display().to_string(),
@@ -232,7 +228,7 @@ impl ShowArgs {
             let cells: Vec<String> = row.iter().map(|v| format!("{v:5.2}")).collect();
             out += &format!("  s{s:<3} {}\n", cells.join(" "));
         }
-        match skillit::graph_learn::Learned::read_graph_file(&file, threshold)? {
+        match skillit::graph_learn::Learned::of_graph_file(&file, &text, threshold)? {
             Some((learned, _)) => out += &learned.table(),
             None => out += "no measurements beside it (a published or hand-written graph)\n",
         }
@@ -248,14 +244,10 @@ impl RethresholdArgs {
             threshold,
             out,
         } = self;
-        if !threshold.is_finite() {
-            return Err(skillit::Error::flag(
-                "--threshold",
-                format!("{threshold} is not a finite number"),
-            ));
-        }
+        skillit::graph_learn::check_threshold(threshold)?;
+        let text = skillit::common::read_text(&file)?;
         let Some((learned, description)) =
-            skillit::graph_learn::Learned::read_graph_file(&file, threshold)?
+            skillit::graph_learn::Learned::of_graph_file(&file, &text, threshold)?
         else {
             return Err(skillit::Error::Invalid {
                 origin: file.display().to_string(),
